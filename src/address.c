@@ -1,0 +1,1283 @@
+/*
+ * address.c: the RFC 5322 address-list parser (section 3.4 with the obsolete
+ * forms of section 4.4, UTF-8 as RFC 6532 allows), and the small helpers that
+ * check, compare and format addresses.
+ *
+ * Two layers. The lexer turns the text into tokens (atom, quoted string,
+ * domain literal, special character) and skips CFWS, noting for each token
+ * whether CFWS came before it and the last comment in that CFWS. The grammar
+ * layer reads a run of words and dots (a "phrase") and lets the token after it
+ * decide what the run was: '<' makes it a display name, ':' a group name, '@'
+ * a local part, and ',', ';' or the end an unqualified local name ("root").
+ * Nothing backtracks and comment nesting is counted, not recursed, so time is
+ * linear and the stack stays bounded whatever the input.
+ *
+ * Before any of that, the whole text is checked for NUL, CR and LF (which
+ * could end a header line or an SMTP command early) and for valid UTF-8.
+ *
+ * Leniencies, each because real mailers do it and the meaning is still clear:
+ *  - an empty text, or one of commas only, is an empty list, not an error
+ *    ("To: " is common; the caller decides whether no recipients is fatal);
+ *  - a group that runs to the end of the text without its ';' ends there
+ *    ("undisclosed-recipients:" is a frequent mistake);
+ *  - '.' may appear anywhere in a display name, not only after a word
+ *    (obs-phrase); a display name is never routed on;
+ *  - white space just inside the brackets of a domain literal is dropped;
+ *  - '_' is accepted in domain labels (it exists in real host names).
+ * Strictness, because a guess could misroute mail: two words in a local part
+ * without a '.', '.' at either end of or doubled in a local part or domain,
+ * ';' outside a group ("a@x; b@y" is Outlook's habit, but ';' ends a group),
+ * anything after a mailbox but ',' ("a@x <b@y>" may be two addresses that
+ * lost their comma), and domain labels with characters other than letters,
+ * digits, '-', '_' and UTF-8. A quoted local part may not hold control
+ * characters (RFC 5321 qtextSMTP); a quoted display name may (obs-qtext), and
+ * they become spaces in the decoded name.
+ *
+ * Obsolete forms are accepted and normalized: a route ("<@r:a@b>") is
+ * dropped, CFWS around dots disappears, and a local part that mixes atoms
+ * and quoted strings ("a"."b") becomes one quoted string ("a.b"), which is
+ * what RFC 5321 can carry.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include "address.h"
+#include "log.h"
+#include "tm_limits.h"
+#include "util.h"
+
+/* Room for the sanitized text quoted in an error message. */
+#define SHOWN_MAX	100
+
+enum tok_kind {
+	TOK_END,
+	TOK_ATOM,
+	TOK_QUOTED,
+	TOK_LITERAL,
+	TOK_SPECIAL
+};
+
+struct token {
+	enum tok_kind kind;
+	char ch;		/* the character of a TOK_SPECIAL */
+	const char *s;		/* raw text, quotes and brackets included */
+	size_t len;
+	bool space_before;	/* CFWS came before the token */
+	const char *comment;	/* last non-blank comment in that CFWS (the text
+				   inside its parentheses), or NULL */
+	size_t comment_len;
+};
+
+/* The words and dots read before the token that says what they are. */
+struct phrase {
+	struct token *toks;
+	size_t n;
+	size_t cap;
+};
+
+/* Where a mailbox is being read: it decides whether groups are allowed. */
+enum context {
+	CTX_LIST,
+	CTX_GROUP,
+	CTX_MAILBOX
+};
+
+struct parser {
+	const char *base;	/* the text, for error offsets */
+	const char *p;		/* next byte for the lexer */
+	const char *end;
+	struct token tok;	/* the current token, not consumed yet */
+	struct phrase ph;
+	const char *comment;	/* last comment of the mailbox being read */
+	size_t comment_len;
+	bool allow_null;	/* "<>" is the null sender (address_parse_mailbox) */
+	size_t err_at;		/* on error: offset and reason */
+	char why[128];
+};
+
+static int parse_address(struct parser *, struct address_list *,
+    enum context, const char *);
+
+/* ---- bytes ---------------------------------------------------------- */
+
+static bool
+is_wsp(unsigned char c)
+{
+	return c == ' ' || c == '\t';
+}
+
+static bool
+is_ctl(unsigned char c)
+{
+	return c < 0x20 || c == 0x7f;
+}
+
+static bool
+is_alnum(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	    (c >= '0' && c <= '9');
+}
+
+/* atext (RFC 5322 3.2.3). Every byte >= 0x80 counts: the text has been
+   checked to be UTF-8, so these bytes form whole characters (RFC 6532 3.2). */
+static bool
+is_atext(unsigned char c)
+{
+	return is_alnum(c) || c >= 0x80 ||
+	    (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
+}
+
+/* Domain labels: letters, digits, '-', UTF-8 (IDN U-labels), and '_' which
+   real host names contain even though RFC 1123 does not allow it. */
+static bool
+is_domain_char(unsigned char c)
+{
+	return is_alnum(c) || c >= 0x80 || c == '-' || c == '_';
+}
+
+/* Length of the valid UTF-8 sequence at s (avail bytes left), 0 if invalid:
+   overlong forms, surrogates and code points above U+10FFFF are refused. */
+static size_t
+utf8_len(const unsigned char *s, size_t avail)
+{
+	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
+	size_t n, i;
+
+	if (c < 0x80)
+		return 1;
+	if (c >= 0xc2 && c <= 0xdf)
+		n = 2;
+	else if (c >= 0xe0 && c <= 0xef)
+		n = 3;
+	else if (c >= 0xf0 && c <= 0xf4)
+		n = 4;
+	else
+		return 0;
+	if (c == 0xe0)
+		lo = 0xa0;
+	else if (c == 0xed)
+		hi = 0x9f;
+	else if (c == 0xf0)
+		lo = 0x90;
+	else if (c == 0xf4)
+		hi = 0x8f;
+	if (n > avail || s[1] < lo || s[1] > hi)
+		return 0;
+	for (i = 2; i < n; i++)
+		if (s[i] < 0x80 || s[i] > 0xbf)
+			return 0;
+	return n;
+}
+
+/* Why s[len] can never be an address, or NULL. NUL, CR and LF could end a
+   header line or an SMTP command early; everything else must be UTF-8. */
+static const char *
+bad_byte(const char *s, size_t len, size_t *at)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0, n;
+
+	while (i < len) {
+		*at = i;
+		if (u[i] == '\0')
+			return "NUL byte";
+		if (u[i] == '\r')
+			return "carriage return";
+		if (u[i] == '\n')
+			return "line feed";
+		if ((n = utf8_len(u + i, len - i)) == 0)
+			return "invalid UTF-8";
+		i += n;
+	}
+	return NULL;
+}
+
+static bool
+ascii_eq_n(const char *a, const char *b, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
+
+		if (x >= 'A' && x <= 'Z')
+			x = (unsigned char)(x - 'A' + 'a');
+		if (y >= 'A' && y <= 'Z')
+			y = (unsigned char)(y - 'A' + 'a');
+		if (x != y)
+			return false;
+	}
+	return true;
+}
+
+/* Copy s[len] to out without the backslashes of quoted-pairs; returns the
+   number of bytes written. */
+static size_t
+unescape(char *out, const char *s, size_t len)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < len; i++) {
+		if (s[i] == '\\' && i + 1 < len)
+			i++;
+		out[n++] = s[i];
+	}
+	return n;
+}
+
+/* Fold runs of white space in s[n] to one space and trim both ends, in
+   place; returns the new length and terminates s. Control characters count
+   as white space: a quoted display name may hold them (obs-qtext), but the
+   decoded name is for people and for new headers, where they mean nothing. */
+static size_t
+fold_space(char *s, size_t n)
+{
+	size_t i, o = 0;
+	bool pending = false;
+
+	for (i = 0; i < n; i++) {
+		if (s[i] == ' ' || is_ctl((unsigned char)s[i])) {
+			pending = o > 0;
+			continue;
+		}
+		if (pending)
+			s[o++] = ' ';
+		pending = false;
+		s[o++] = s[i];
+	}
+	s[o] = '\0';
+	return o;
+}
+
+/* ---- errors --------------------------------------------------------- */
+
+static int __attribute__((format(printf, 3, 4)))
+fail(struct parser *ps, const char *at, const char *fmt, ...)
+{
+	va_list ap;
+
+	ps->err_at = (size_t)(at - ps->base);
+	va_start(ap, fmt);
+	vsnprintf(ps->why, sizeof(ps->why), fmt, ap);
+	va_end(ap);
+	return -1;
+}
+
+/* A token named for an error message: "'<'", "word", ... */
+static const char *
+tok_name(const struct token *t, char buf[4])
+{
+	switch (t->kind) {
+	case TOK_END:
+		return "end of text";
+	case TOK_ATOM:
+		return "word";
+	case TOK_QUOTED:
+		return "quoted string";
+	case TOK_LITERAL:
+		return "domain literal";
+	case TOK_SPECIAL:
+		break;
+	}
+	buf[0] = '\'';
+	buf[1] = t->ch;
+	buf[2] = '\'';
+	buf[3] = '\0';
+	return buf;
+}
+
+static int
+fail_unexpected(struct parser *ps, const char *where)
+{
+	char buf[4];
+
+	return fail(ps, ps->tok.s, "unexpected %s%s", tok_name(&ps->tok, buf),
+	    where);
+}
+
+/* Fill err from a failed parse of text[len]; the text is escaped and cut
+   short so the message stays one bounded line. */
+static int
+report(struct tm_err *err, const char *what, const char *text, size_t len,
+    const struct parser *ps)
+{
+	char shown[SHOWN_MAX];
+
+	log_sanitize(shown, sizeof(shown), text, len);
+	return tm_err_set(err, TM_ERR_DATA, EX_DATAERR,
+	    "%s \"%s\": %s at offset %zu", what, shown, ps->why, ps->err_at);
+}
+
+/* ---- lexer ---------------------------------------------------------- */
+
+/* Skip the comment at ps->p, nested ones included; remember its text in t
+   unless it is blank. Depth is a counter, so "((((..." cannot exhaust the
+   stack. */
+static int
+skip_comment(struct parser *ps, struct token *t)
+{
+	const char *open = ps->p, *s;
+	size_t depth = 0;
+	bool blank = true;
+
+	for (s = ps->p; s < ps->end; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '\\' && s + 1 < ps->end) {
+			c = (unsigned char)*++s;
+		} else if (c == '(' && depth++ == 0) {
+			continue;
+		} else if (c == ')' && --depth == 0) {
+			break;
+		}
+		if (is_ctl(c) && c != '\t')
+			return fail(ps, s, "control character 0x%02x in comment", c);
+		if (!is_wsp(c))
+			blank = false;
+	}
+	if (s == ps->end)
+		return fail(ps, open, "unbalanced '('");
+	if (!blank) {
+		t->comment = open + 1;
+		t->comment_len = (size_t)(s - open - 1);
+	}
+	ps->p = s + 1;
+	return 0;
+}
+
+static int
+skip_cfws(struct parser *ps, struct token *t)
+{
+	t->space_before = false;
+	t->comment = NULL;
+	t->comment_len = 0;
+	while (ps->p < ps->end) {
+		if (is_wsp((unsigned char)*ps->p))
+			ps->p++;
+		else if (*ps->p == '(') {
+			if (skip_comment(ps, t) == -1)
+				return -1;
+		} else
+			break;
+		t->space_before = true;
+	}
+	return 0;
+}
+
+/* Control characters are let through here (obs-qtext); a quoted local part
+   refuses them later. */
+static int
+lex_quoted(struct parser *ps, struct token *t)
+{
+	const char *s = ps->p + 1;
+
+	while (s < ps->end && *s != '"') {
+		if (*s == '\\' && s + 1 < ps->end)
+			s++;
+		s++;
+	}
+	if (s >= ps->end)
+		return fail(ps, ps->p, "unbalanced quote");
+	t->kind = TOK_QUOTED;
+	t->len = (size_t)(s + 1 - ps->p);
+	ps->p = s + 1;
+	return 0;
+}
+
+/* Only plain dtext: a domain literal names an IP address (RFC 5321
+   address-literal), so quoted-pairs and non-ASCII have no use there. */
+static int
+lex_literal(struct parser *ps, struct token *t)
+{
+	const char *s;
+
+	for (s = ps->p + 1; s < ps->end && *s != ']'; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c == '[' || c == '\\')
+			return fail(ps, s, "'%c' in domain literal", c);
+		if (c >= 0x80)
+			return fail(ps, s, "non-ASCII character in domain literal");
+		if (is_ctl(c) && c != '\t')
+			return fail(ps, s, "control character 0x%02x", c);
+	}
+	if (s == ps->end)
+		return fail(ps, ps->p, "missing ']'");
+	t->kind = TOK_LITERAL;
+	t->len = (size_t)(s + 1 - ps->p);
+	ps->p = s + 1;
+	return 0;
+}
+
+static int
+lex_other(struct parser *ps, struct token *t)
+{
+	unsigned char c = (unsigned char)*ps->p;
+	const char *s = ps->p;
+
+	if (is_atext(c)) {
+		while (s < ps->end && is_atext((unsigned char)*s))
+			s++;
+		t->kind = TOK_ATOM;
+		t->len = (size_t)(s - ps->p);
+		ps->p = s;
+		return 0;
+	}
+	if (c != '\0' && strchr("<>:;@,.", c) != NULL) {
+		t->kind = TOK_SPECIAL;
+		t->ch = (char)c;
+		t->len = 1;
+		ps->p++;
+		return 0;
+	}
+	if (c == ')')
+		return fail(ps, s, "unbalanced ')'");
+	if (c == ']')
+		return fail(ps, s, "unbalanced ']'");
+	if (c == '\\')
+		return fail(ps, s, "'\\' outside a quoted string");
+	return fail(ps, s, "control character 0x%02x", c);
+}
+
+/* Read the next token into ps->tok. */
+static int
+next_token(struct parser *ps)
+{
+	struct token *t = &ps->tok;
+
+	if (skip_cfws(ps, t) == -1)
+		return -1;
+	t->s = ps->p;
+	t->len = 0;
+	t->ch = '\0';
+	if (ps->p == ps->end) {
+		t->kind = TOK_END;
+		return 0;
+	}
+	if (*ps->p == '"')
+		return lex_quoted(ps, t);
+	if (*ps->p == '[')
+		return lex_literal(ps, t);
+	return lex_other(ps, t);
+}
+
+/* The comment before a token belongs to the mailbox that consumes the
+   token, or that the token ends. */
+static void
+note_comment(struct parser *ps)
+{
+	if (ps->tok.comment != NULL) {
+		ps->comment = ps->tok.comment;
+		ps->comment_len = ps->tok.comment_len;
+	}
+}
+
+/* Consume the current token. */
+static int
+advance(struct parser *ps)
+{
+	note_comment(ps);
+	return next_token(ps);
+}
+
+static bool
+is_special(const struct parser *ps, char c)
+{
+	return ps->tok.kind == TOK_SPECIAL && ps->tok.ch == c;
+}
+
+static bool
+is_word(const struct token *t)
+{
+	return t->kind == TOK_ATOM || t->kind == TOK_QUOTED;
+}
+
+static bool
+is_dot(const struct token *t)
+{
+	return t->kind == TOK_SPECIAL && t->ch == '.';
+}
+
+/* ---- phrases: display names and local parts ------------------------- */
+
+/* Read words and dots into ps->ph until some other token. */
+static int
+collect_phrase(struct parser *ps)
+{
+	struct phrase *ph = &ps->ph;
+
+	ph->n = 0;
+	while (is_word(&ps->tok) || is_dot(&ps->tok)) {
+		if (ph->n == ph->cap) {
+			ph->cap = ph->cap ? ph->cap * 2 : 16;
+			ph->toks = xreallocarray(ph->toks, ph->cap, sizeof(*ph->toks));
+		}
+		ph->toks[ph->n++] = ps->tok;
+		if (advance(ps) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+/* Bytes from the first token of ph to the end of its last: a bound for
+   anything built from them. */
+static size_t
+phrase_span(const struct phrase *ph)
+{
+	const struct token *last = &ph->toks[ph->n - 1];
+
+	return (size_t)(last->s + last->len - ph->toks[0].s);
+}
+
+/* The display name ph stands for: quoted strings decoded, CFWS between
+   tokens made one space, white space runs folded. NULL if that is empty. */
+static char *
+phrase_text(const struct phrase *ph)
+{
+	char *out;
+	size_t i, n = 0;
+
+	if (ph->n == 0)
+		return NULL;
+	out = xmalloc(phrase_span(ph) + 1);
+	for (i = 0; i < ph->n; i++) {
+		const struct token *t = &ph->toks[i];
+
+		if (i > 0 && t->space_before)
+			out[n++] = ' ';
+		if (t->kind == TOK_QUOTED)
+			n += unescape(out + n, t->s + 1, t->len - 2);
+		else {
+			memcpy(out + n, t->s, t->len);
+			n += t->len;
+		}
+	}
+	if (fold_space(out, n) == 0) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+/* Check that ph is word *("." word) (obs-local-part: CFWS around the dots
+   is fine). bare: the phrase ended without '@', so two words in a row are
+   more likely a display name that lost its address. */
+static int
+local_shape(struct parser *ps, bool bare)
+{
+	const struct phrase *ph = &ps->ph;
+	size_t i;
+
+	for (i = 0; i < ph->n; i++) {
+		const struct token *t = &ph->toks[i];
+		bool prev_dot = i > 0 && is_dot(&ph->toks[i - 1]);
+
+		if (is_dot(t) && i == 0)
+			return fail(ps, t->s, "local part starts with '.'");
+		if (is_dot(t) && prev_dot)
+			return fail(ps, t->s, "consecutive dots in local part");
+		if (!is_dot(t) && i > 0 && !prev_dot) {
+			if (bare)
+				return fail(ps, ph->toks[0].s,
+				    "display name without an address");
+			return fail(ps, t->s, "%s in local part",
+			    t->space_before ? "unquoted white space" :
+			    "missing '.' between words");
+		}
+	}
+	if (is_dot(&ph->toks[ph->n - 1]))
+		return fail(ps, ph->toks[ph->n - 1].s, "local part ends with '.'");
+	return 0;
+}
+
+/* RFC 5321 qtextSMTP and quoted-pairSMTP: no control characters (not even
+   TAB) in a quoted local part, which goes into RCPT TO. */
+static int
+local_quoted_ok(struct parser *ps)
+{
+	size_t i, j;
+
+	for (i = 0; i < ps->ph.n; i++) {
+		const struct token *t = &ps->ph.toks[i];
+
+		if (t->kind != TOK_QUOTED)
+			continue;
+		for (j = 1; j + 1 < t->len; j++)
+			if (is_ctl((unsigned char)t->s[j]))
+				return fail(ps, t->s + j,
+				    "control character in quoted local part");
+	}
+	return 0;
+}
+
+/* The local part in wire form. One quoted string stays as given; atoms
+   joined by dots are a dot-atom; a mix of both (obs-local-part, which RFC
+   5321 does not allow) becomes one quoted string with the same meaning:
+   atoms hold no '"' or '\\', and quoted-pairs stay valid inside quotes. */
+static char *
+local_wire(const struct phrase *ph)
+{
+	size_t i, nquoted = 0, n = 0;
+	char *out = xmalloc(phrase_span(ph) + 3);
+
+	for (i = 0; i < ph->n; i++)
+		nquoted += ph->toks[i].kind == TOK_QUOTED;
+	if (ph->n == 1 || nquoted == 0) {
+		for (i = 0; i < ph->n; i++) {
+			memcpy(out + n, ph->toks[i].s, ph->toks[i].len);
+			n += ph->toks[i].len;
+		}
+	} else {
+		out[n++] = '"';
+		for (i = 0; i < ph->n; i++) {
+			const struct token *t = &ph->toks[i];
+			size_t skip = t->kind == TOK_QUOTED;
+
+			memcpy(out + n, t->s + skip, t->len - 2 * skip);
+			n += t->len - 2 * skip;
+		}
+		out[n++] = '"';
+	}
+	out[n] = '\0';
+	return out;
+}
+
+/* Turn ps->ph into a local part. */
+static int
+phrase_local(struct parser *ps, bool bare, char **out)
+{
+	if (local_shape(ps, bare) == -1 || local_quoted_ok(ps) == -1)
+		return -1;
+	*out = local_wire(&ps->ph);
+	if (strlen(*out) > TM_LOCAL_PART_MAX)
+		return fail(ps, ps->ph.toks[0].s,
+		    "local part longer than %d octets", TM_LOCAL_PART_MAX);
+	return 0;
+}
+
+/* ---- domains -------------------------------------------------------- */
+
+/* "[192.0.2.1]", with white space just inside the brackets dropped. */
+static int
+domain_literal(struct parser *ps, char **out)
+{
+	const char *s = ps->tok.s + 1, *e = ps->tok.s + ps->tok.len - 1, *q;
+
+	while (s < e && is_wsp((unsigned char)*s))
+		s++;
+	while (e > s && is_wsp((unsigned char)e[-1]))
+		e--;
+	if (s == e)
+		return fail(ps, ps->tok.s, "empty domain literal");
+	if ((size_t)(e - s) + 2 > TM_DOMAIN_MAX)
+		return fail(ps, ps->tok.s, "domain longer than %d octets",
+		    TM_DOMAIN_MAX);
+	for (q = s; q < e; q++)
+		if (is_wsp((unsigned char)*q))
+			return fail(ps, q, "white space in domain literal");
+	if (advance(ps) == -1)
+		return -1;
+	*out = xasprintf("[%.*s]", (int)(e - s), s);
+	return 0;
+}
+
+/* Why the token after '@' (or after a '.') cannot start a label. */
+static int
+domain_missing(struct parser *ps, bool after_dot)
+{
+	if (is_dot(&ps->tok))
+		return fail(ps, ps->tok.s, after_dot ?
+		    "consecutive dots in domain" : "domain starts with '.'");
+	if (ps->tok.kind == TOK_QUOTED)
+		return fail(ps, ps->tok.s, "quoted string in domain");
+	if (ps->tok.kind == TOK_LITERAL)
+		return fail_unexpected(ps, " in domain");
+	return fail(ps, ps->tok.s, after_dot ? "domain ends with '.'" :
+	    "'@' without a domain");
+}
+
+static int
+domain_label(struct parser *ps, struct strbuf *b, const char *start)
+{
+	size_t i;
+
+	for (i = 0; i < ps->tok.len; i++) {
+		unsigned char c = (unsigned char)ps->tok.s[i];
+
+		if (!is_domain_char(c))
+			return fail(ps, ps->tok.s + i,
+			    "invalid character '%c' in domain", c);
+	}
+	if (strbuf_append(b, ps->tok.s, ps->tok.len) == -1)
+		return fail(ps, start, "domain longer than %d octets",
+		    TM_DOMAIN_MAX);
+	return advance(ps);
+}
+
+/* domain = dot-atom / domain-literal / obs-domain (CFWS around dots). */
+static int
+parse_domain(struct parser *ps, char **out)
+{
+	const char *start = ps->tok.s;
+	struct strbuf b;
+	int rc = -1;
+
+	if (ps->tok.kind == TOK_LITERAL)
+		return domain_literal(ps, out);
+	strbuf_init(&b, TM_DOMAIN_MAX);
+	for (;;) {
+		if (ps->tok.kind != TOK_ATOM) {
+			domain_missing(ps, b.len > 0);
+			goto out;
+		}
+		if (domain_label(ps, &b, start) == -1)
+			goto out;
+		if (!is_dot(&ps->tok))
+			break;
+		if (strbuf_append(&b, ".", 1) == -1) {
+			fail(ps, start, "domain longer than %d octets",
+			    TM_DOMAIN_MAX);
+			goto out;
+		}
+		if (advance(ps) == -1)
+			goto out;
+	}
+	*out = strbuf_take(&b);
+	rc = 0;
+out:
+	strbuf_free(&b);
+	return rc;
+}
+
+/* After a local part: "@" domain, or nothing for an unqualified name. */
+static int
+parse_at_domain(struct parser *ps, struct address *a)
+{
+	if (!is_special(ps, '@'))
+		return 0;
+	if (advance(ps) == -1 || parse_domain(ps, &a->domain) == -1)
+		return -1;
+	if (is_special(ps, '@'))
+		return fail(ps, ps->tok.s, "more than one '@'");
+	return 0;
+}
+
+/* ---- mailboxes and groups ------------------------------------------- */
+
+/* obs-route: "@r1,@r2:" before the addr-spec. Source routes are obsolete
+   and RFC 5321 appendix C says to ignore them, so the route is only checked
+   and dropped. */
+static int
+skip_route(struct parser *ps)
+{
+	bool any = false;
+	char *d;
+
+	for (;;) {
+		if (is_special(ps, ',')) {
+			if (advance(ps) == -1)
+				return -1;
+			continue;
+		}
+		if (!is_special(ps, '@'))
+			break;
+		if (advance(ps) == -1 || parse_domain(ps, &d) == -1)
+			return -1;
+		free(d);
+		any = true;
+	}
+	if (!any)
+		return fail_unexpected(ps, " in route");
+	if (!is_special(ps, ':'))
+		return fail(ps, ps->tok.s, "missing ':' after route");
+	return advance(ps);
+}
+
+/* The inside of "<...>" when it holds no local part. */
+static int
+angle_empty(struct parser *ps, struct address *a, const char *open)
+{
+	if (is_special(ps, '>') && ps->allow_null) {
+		a->local = xstrdup("");
+		return 0;
+	}
+	if (is_special(ps, '>'))
+		return fail(ps, open, "empty address '<>'");
+	if (is_special(ps, '@'))
+		return fail(ps, ps->tok.s, "'@' without a local part");
+	if (ps->tok.kind == TOK_END)
+		return fail(ps, open, "missing '>'");
+	return fail_unexpected(ps, " in angle address");
+}
+
+/* angle-addr and obs-angle-addr; "<root>" is an unqualified name. */
+static int
+parse_angle(struct parser *ps, struct address *a)
+{
+	const char *open = ps->tok.s;
+
+	if (advance(ps) == -1)
+		return -1;
+	if ((is_special(ps, '@') || is_special(ps, ',')) && skip_route(ps) == -1)
+		return -1;
+	if (collect_phrase(ps) == -1)
+		return -1;
+	if (ps->ph.n == 0) {
+		if (angle_empty(ps, a, open) == -1)
+			return -1;
+	} else if (phrase_local(ps, false, &a->local) == -1 ||
+	    parse_at_domain(ps, a) == -1)
+		return -1;
+	if (is_special(ps, '>'))
+		return advance(ps);
+	if (ps->tok.kind == TOK_END)
+		return fail(ps, open, "missing '>'");
+	return fail_unexpected(ps, " in angle address");
+}
+
+/* The token after a mailbox or group must end it. */
+static int
+expect_separator(struct parser *ps, enum context ctx)
+{
+	if (is_special(ps, ',') || ps->tok.kind == TOK_END)
+		return 0;
+	if (is_special(ps, ';'))
+		return ctx == CTX_GROUP ? 0 :
+		    fail(ps, ps->tok.s, "';' outside a group");
+	return fail_unexpected(ps, " after address");
+}
+
+/* group = display-name ":" [group-list] ";"; ps->ph holds the name and the
+   current token is the ':'. Members get the name in .group. */
+static int
+parse_group(struct parser *ps, struct address_list *list)
+{
+	char *name = phrase_text(&ps->ph);
+	int rc = -1;
+
+	if (name == NULL)
+		name = xstrdup("");
+	if (advance(ps) == -1)
+		goto out;
+	/* Lenient: the end of the text also closes the group. */
+	while (!is_special(ps, ';') && ps->tok.kind != TOK_END) {
+		if (is_special(ps, ',')) {
+			if (advance(ps) == -1)
+				goto out;
+			continue;
+		}
+		if (parse_address(ps, list, CTX_GROUP, name) == -1 ||
+		    expect_separator(ps, CTX_GROUP) == -1)
+			goto out;
+	}
+	rc = ps->tok.kind == TOK_END ? 0 : advance(ps);
+out:
+	free(name);
+	return rc;
+}
+
+/* A group's name ended with ':' where only a mailbox may be. */
+static int
+group_refused(struct parser *ps, enum context ctx)
+{
+	if (ps->ph.n == 0)
+		return fail(ps, ps->tok.s, "group without a name");
+	if (ctx == CTX_GROUP)
+		return fail(ps, ps->tok.s, "group inside a group");
+	return fail(ps, ps->tok.s, "group where one mailbox is expected");
+}
+
+/* The comment kept for the mailbox just read, decoded and folded. */
+static char *
+comment_text(const struct parser *ps)
+{
+	char *out;
+	size_t n;
+
+	if (ps->comment == NULL)
+		return NULL;
+	out = xmalloc(ps->comment_len + 1);
+	n = unescape(out, ps->comment, ps->comment_len);
+	if (fold_space(out, n) == 0) {
+		free(out);
+		return NULL;
+	}
+	return out;
+}
+
+/* The mailbox proper: name-addr, addr-spec or unqualified name. */
+static int
+parse_mailbox_body(struct parser *ps, struct address *a)
+{
+	if (is_special(ps, '<')) {
+		a->display = phrase_text(&ps->ph);
+		return parse_angle(ps, a);
+	}
+	if (ps->ph.n == 0) {
+		if (is_special(ps, '@'))
+			return fail(ps, ps->tok.s, "'@' without a local part");
+		if (ps->tok.kind == TOK_END)
+			return fail(ps, ps->tok.s, "empty address");
+		return fail_unexpected(ps, "");
+	}
+	if (phrase_local(ps, !is_special(ps, '@'), &a->local) == -1)
+		return -1;
+	return parse_at_domain(ps, a);
+}
+
+static void
+list_push(struct address_list *list, struct address *a)
+{
+	if (list->count == list->cap) {
+		list->cap = list->cap ? list->cap * 2 : 8;
+		list->items = xreallocarray(list->items, list->cap,
+		    sizeof(*list->items));
+	}
+	list->items[list->count++] = *a;
+	memset(a, 0, sizeof(*a));
+}
+
+/* address = mailbox / group. Appends what it read to list. */
+static int
+parse_address(struct parser *ps, struct address_list *list,
+    enum context ctx, const char *group)
+{
+	struct address a = { 0 };
+	const char *start = ps->tok.s;
+	int rc = -1;
+
+	ps->comment = NULL;
+	if (collect_phrase(ps) == -1)
+		goto out;
+	if (is_special(ps, ':')) {
+		rc = ctx == CTX_LIST && ps->ph.n > 0 ? parse_group(ps, list) :
+		    group_refused(ps, ctx);
+		goto out;
+	}
+	if (parse_mailbox_body(ps, &a) == -1)
+		goto out;
+	if (a.domain != NULL &&
+	    strlen(a.local) + 1 + strlen(a.domain) > TM_ADDRESS_MAX) {
+		fail(ps, start, "address longer than %d octets", TM_ADDRESS_MAX);
+		goto out;
+	}
+	note_comment(ps);	/* the CFWS before ',' or the end is ours */
+	a.comment = comment_text(ps);
+	a.group = group != NULL ? xstrdup(group) : NULL;
+	list_push(list, &a);
+	rc = 0;
+out:
+	address_free(&a);
+	return rc;
+}
+
+/* address-list, with obs-addr-list's empty elements. */
+static int
+parse_list(struct parser *ps, struct address_list *list)
+{
+	while (ps->tok.kind != TOK_END) {
+		if (is_special(ps, ',')) {
+			if (advance(ps) == -1)
+				return -1;
+			continue;
+		}
+		if (parse_address(ps, list, CTX_LIST, NULL) == -1 ||
+		    expect_separator(ps, CTX_LIST) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+static int
+parse_one(struct parser *ps, struct address_list *list)
+{
+	if (parse_address(ps, list, CTX_MAILBOX, NULL) == -1)
+		return -1;
+	if (ps->tok.kind == TOK_END)
+		return 0;
+	if (is_special(ps, ','))
+		return fail(ps, ps->tok.s, "more than one address");
+	return expect_separator(ps, CTX_MAILBOX);
+}
+
+/* Parse text[len] into list (one mailbox only if one). */
+static int
+parse_text(struct parser *ps, const char *text, size_t len, bool one,
+    struct address_list *list)
+{
+	const char *why;
+	size_t at = 0;
+
+	memset(ps, 0, sizeof(*ps));
+	ps->base = ps->p = text;
+	ps->end = text + len;
+	ps->allow_null = one;
+	if ((why = bad_byte(text, len, &at)) != NULL)
+		return fail(ps, text + at, "%s", why);
+	if (next_token(ps) == -1)
+		return -1;
+	return one ? parse_one(ps, list) : parse_list(ps, list);
+}
+
+/* ---- API ------------------------------------------------------------ */
+
+int
+address_list_parse(struct address_list *list, const char *text, size_t len,
+    struct tm_err *err)
+{
+	struct address_list tmp = { 0 };
+	struct parser ps;
+	size_t i;
+	int rc = -1;
+
+	if (parse_text(&ps, text, len, false, &tmp) == -1) {
+		report(err, "invalid address list", text, len, &ps);
+		goto out;
+	}
+	for (i = 0; i < tmp.count; i++)
+		list_push(list, &tmp.items[i]);
+	tmp.count = 0;
+	rc = 0;
+out:
+	free(ps.ph.toks);
+	address_list_free(&tmp);
+	return rc;
+}
+
+int
+address_parse_mailbox(struct address *out, const char *text, struct tm_err *err)
+{
+	struct address_list tmp = { 0 };
+	struct parser ps;
+	size_t len = strlen(text);
+	int rc = -1;
+
+	memset(out, 0, sizeof(*out));
+	if (parse_text(&ps, text, len, true, &tmp) == -1) {
+		report(err, "invalid address", text, len, &ps);
+		goto out;
+	}
+	*out = tmp.items[0];
+	tmp.count = 0;
+	rc = 0;
+out:
+	free(ps.ph.toks);
+	address_list_free(&tmp);
+	return rc;
+}
+
+int
+address_spec(const struct address *a, char *out, size_t size)
+{
+	if (a->domain == NULL)
+		return str_copy(out, size, a->local);
+	return str_format(out, size, "%s@%s", a->local, a->domain);
+}
+
+/* A spec is usable when the parser reads it as one mailbox and writes it
+   back byte for byte: then it has no comment, display name, white space or
+   brackets, and every rule of the parser (UTF-8, lengths, dots) holds. */
+int
+address_check_spec(const char *spec, struct tm_err *err)
+{
+	struct address a;
+	char buf[TM_ADDRESS_MAX + 1], shown[SHOWN_MAX];
+	const char *why = NULL;
+
+	if (address_parse_mailbox(&a, spec, err) == -1)
+		return -1;
+	if (a.local[0] == '\0')
+		why = "the null sender is not an address";
+	else if (address_spec(&a, buf, sizeof(buf)) == -1 ||
+	    strcmp(buf, spec) != 0)
+		why = "not a bare address (display name, comment, white space "
+		    "or angle brackets)";
+	address_free(&a);
+	if (why == NULL)
+		return 0;
+	log_sanitize(shown, sizeof(shown), spec, strlen(spec));
+	return tm_err_set(err, TM_ERR_DATA, EX_DATAERR,
+	    "invalid address \"%s\": %s", shown, why);
+}
+
+bool
+address_spec_equal(const char *a, const char *b)
+{
+	size_t n = strlen(a);
+
+	return n == strlen(b) && ascii_eq_n(a, b, n);
+}
+
+/* Whether display must be quoted: it holds something other than atext and
+   single spaces between words, or broken UTF-8 (which quoting repairs). */
+static bool
+display_needs_quotes(const char *d, size_t len)
+{
+	const unsigned char *u = (const unsigned char *)d;
+	size_t i = 0, n;
+
+	if (u[0] == ' ' || u[len - 1] == ' ')
+		return true;
+	while (i < len) {
+		if ((n = utf8_len(u + i, len - i)) == 0)
+			return true;
+		if (n == 1 && !is_atext(u[i]) &&
+		    (u[i] != ' ' || u[i + 1] == ' '))
+			return true;
+		i += n;
+	}
+	return false;
+}
+
+/* Append display as a quoted-string. Control characters (CR and LF from a
+   careless -F included) become spaces and broken UTF-8 becomes '?', so the
+   result can never split the header line. */
+static int
+append_quoted(struct strbuf *b, const char *d, size_t len)
+{
+	const unsigned char *u = (const unsigned char *)d;
+	size_t i = 0, n;
+	int rc = strbuf_append(b, "\"", 1);
+
+	while (rc == 0 && i < len) {
+		n = utf8_len(u + i, len - i);
+		if (n == 0)
+			rc = strbuf_append(b, "?", 1);
+		else if (n == 1 && is_ctl(u[i]))
+			rc = strbuf_append(b, " ", 1);
+		else if (n == 1 && (u[i] == '"' || u[i] == '\\'))
+			rc = strbuf_appendf(b, "\\%c", u[i]);
+		else
+			rc = strbuf_append(b, d + i, n);
+		i += n ? n : 1;
+	}
+	return rc == 0 ? strbuf_append(b, "\"", 1) : -1;
+}
+
+int
+address_format_mailbox(const char *display, const char *spec, char *out,
+    size_t size)
+{
+	struct strbuf b;
+	size_t len = display != NULL ? strlen(display) : 0;
+	int rc = -1;
+
+	if (size == 0 || strpbrk(spec, "\r\n") != NULL)
+		return -1;
+	if (len == 0)
+		return str_copy(out, size, spec);
+	strbuf_init(&b, size - 1);
+	if (display_needs_quotes(display, len))
+		rc = append_quoted(&b, display, len);
+	else
+		rc = strbuf_append(&b, display, len);
+	if (rc == 0)
+		rc = strbuf_appendf(&b, " <%s>", spec);
+	if (rc == 0)
+		rc = str_copy(out, size, b.data);
+	strbuf_free(&b);
+	return rc;
+}
+
+static char *
+dup_or_null(const char *s)
+{
+	return s != NULL ? xstrdup(s) : NULL;
+}
+
+void
+address_list_add(struct address_list *list, const struct address *a)
+{
+	struct address copy;
+
+	copy.local = xstrdup(a->local);
+	copy.domain = dup_or_null(a->domain);
+	copy.display = dup_or_null(a->display);
+	copy.comment = dup_or_null(a->comment);
+	copy.group = dup_or_null(a->group);
+	list_push(list, &copy);
+}
+
+/* Offset of the last '@' outside a quoted string in spec, or -1. */
+static long
+last_at(const char *spec)
+{
+	bool quoted = false;
+	long at = -1, i;
+
+	for (i = 0; spec[i] != '\0'; i++) {
+		if (quoted && spec[i] == '\\' && spec[i + 1] != '\0')
+			i++;
+		else if (spec[i] == '"')
+			quoted = !quoted;
+		else if (spec[i] == '@' && !quoted)
+			at = i;
+	}
+	return at;
+}
+
+void
+address_list_add_spec(struct address_list *list, const char *spec)
+{
+	struct address a = { 0 };
+	long at = last_at(spec);
+
+	if (at < 0)
+		a.local = xstrdup(spec);
+	else {
+		a.local = xstrndup(spec, (size_t)at);
+		a.domain = xstrdup(spec + at + 1);
+	}
+	list_push(list, &a);
+}
+
+/* Compare without building the spec, so no length limit applies. */
+static bool
+spec_matches(const struct address *a, const char *spec)
+{
+	size_t n = strlen(a->local);
+
+	if (strlen(spec) < n || !ascii_eq_n(a->local, spec, n))
+		return false;
+	spec += n;
+	if (a->domain == NULL)
+		return *spec == '\0';
+	return *spec == '@' && address_spec_equal(a->domain, spec + 1);
+}
+
+long
+address_list_find(const struct address_list *list, const char *spec)
+{
+	size_t i;
+
+	for (i = 0; i < list->count; i++)
+		if (spec_matches(&list->items[i], spec))
+			return (long)i;
+	return -1;
+}
+
+void
+address_free(struct address *a)
+{
+	free(a->local);
+	free(a->domain);
+	free(a->display);
+	free(a->comment);
+	free(a->group);
+	memset(a, 0, sizeof(*a));
+}
+
+void
+address_list_free(struct address_list *list)
+{
+	size_t i;
+
+	for (i = 0; i < list->count; i++)
+		address_free(&list->items[i]);
+	free(list->items);
+	memset(list, 0, sizeof(*list));
+}

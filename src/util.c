@@ -1,0 +1,291 @@
+/* util.c: allocation, bounded strings, strbuf, numbers, randomness. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/random.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include "util.h"
+
+static void __attribute__((noreturn))
+out_of_memory(void)
+{
+	static const char text[] = "tokenmail: out of memory\n";
+
+	/* No stdio: it may need memory itself. */
+	if (write(2, text, sizeof(text) - 1) < 0)
+		_exit(EX_OSERR);
+	_exit(EX_OSERR);
+}
+
+void *
+xmalloc(size_t size)
+{
+	void *p = malloc(size ? size : 1);
+
+	if (p == NULL)
+		out_of_memory();
+	return p;
+}
+
+void *
+xcalloc(size_t n, size_t size)
+{
+	void *p = calloc(n ? n : 1, size ? size : 1);
+
+	if (p == NULL)
+		out_of_memory();
+	return p;
+}
+
+void *
+xreallocarray(void *p, size_t n, size_t size)
+{
+	void *q = reallocarray(p, n ? n : 1, size ? size : 1);
+
+	if (q == NULL)
+		out_of_memory();
+	return q;
+}
+
+char *
+xstrdup(const char *s)
+{
+	return xstrndup(s, strlen(s));
+}
+
+char *
+xstrndup(const char *s, size_t n)
+{
+	char *p = xmalloc(n + 1);
+
+	memcpy(p, s, n);
+	p[n] = '\0';
+	return p;
+}
+
+char *
+xasprintf(const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		out_of_memory();
+	va_end(ap);
+	return s;
+}
+
+int
+str_copy_n(char *dst, size_t size, const char *src, size_t n)
+{
+	if (size == 0)
+		return -1;
+	if (n >= size) {
+		memcpy(dst, src, size - 1);
+		dst[size - 1] = '\0';
+		return -1;
+	}
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+	return 0;
+}
+
+int
+str_copy(char *dst, size_t size, const char *src)
+{
+	return str_copy_n(dst, size, src, strlen(src));
+}
+
+int
+str_append(char *dst, size_t size, const char *src)
+{
+	size_t used = strnlen(dst, size);
+
+	if (used == size)
+		return -1;
+	return str_copy(dst + used, size - used, src);
+}
+
+int
+str_format(char *dst, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(dst, size, fmt, ap);
+	va_end(ap);
+	return (n < 0 || (size_t)n >= size) ? -1 : 0;
+}
+
+bool
+str_eq_nocase(const char *a, const char *b)
+{
+	return strcasecmp(a, b) == 0;
+}
+
+bool
+str_starts_nocase(const char *s, const char *prefix)
+{
+	return strncasecmp(s, prefix, strlen(prefix)) == 0;
+}
+
+int
+parse_long(const char *s, long min, long max, long *out)
+{
+	char *end;
+	long v;
+
+	if (s == NULL || *s == '\0' || isspace((unsigned char)*s))
+		return -1;
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno != 0 || *end != '\0' || v < min || v > max)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+void
+secret_wipe(void *p, size_t n)
+{
+	if (p != NULL)
+		explicit_bzero(p, n);
+}
+
+void
+secret_free(char *s)
+{
+	if (s == NULL)
+		return;
+	secret_wipe(s, strlen(s));
+	free(s);
+}
+
+void
+strbuf_init(struct strbuf *b, size_t limit)
+{
+	b->data = NULL;
+	b->len = 0;
+	b->cap = 0;
+	b->limit = limit;
+}
+
+int
+strbuf_append(struct strbuf *b, const void *data, size_t n)
+{
+	size_t need;
+
+	if (n > b->limit || b->len > b->limit - n)
+		return -1;
+	need = b->len + n + 1;
+	if (need > b->cap) {
+		size_t cap = b->cap ? b->cap : 64;
+
+		while (cap < need)
+			cap *= 2;
+		b->data = xreallocarray(b->data, cap, 1);
+		b->cap = cap;
+	}
+	if (n > 0)
+		memcpy(b->data + b->len, data, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return 0;
+}
+
+int
+strbuf_append_str(struct strbuf *b, const char *s)
+{
+	return strbuf_append(b, s, strlen(s));
+}
+
+int
+strbuf_appendf(struct strbuf *b, const char *fmt, ...)
+{
+	va_list ap;
+	char *s;
+	int rc;
+
+	va_start(ap, fmt);
+	if (vasprintf(&s, fmt, ap) < 0)
+		out_of_memory();
+	va_end(ap);
+	rc = strbuf_append_str(b, s);
+	free(s);
+	return rc;
+}
+
+void
+strbuf_reset(struct strbuf *b)
+{
+	b->len = 0;
+	if (b->data)
+		b->data[0] = '\0';
+}
+
+char *
+strbuf_take(struct strbuf *b)
+{
+	char *s = b->data ? b->data : xstrdup("");
+
+	b->data = NULL;
+	b->len = 0;
+	b->cap = 0;
+	return s;
+}
+
+void
+strbuf_free(struct strbuf *b)
+{
+	free(b->data);
+	b->data = NULL;
+	b->len = 0;
+	b->cap = 0;
+}
+
+void
+random_bytes(void *buf, size_t n)
+{
+	unsigned char *p = buf;
+
+	while (n > 0) {
+		ssize_t got = getrandom(p, n, 0);
+
+		if (got < 0) {
+			if (errno == EINTR)
+				continue;
+			fprintf(stderr, "tokenmail: getrandom: %s\n", strerror(errno));
+			exit(EX_OSERR);
+		}
+		p += got;
+		n -= (size_t)got;
+	}
+}
+
+void
+random_hex(char *out, size_t size, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+	unsigned char raw[64];
+	size_t i;
+
+	if (n > sizeof(raw))
+		n = sizeof(raw);
+	if (size < 2 * n + 1)
+		n = size ? (size - 1) / 2 : 0;
+	random_bytes(raw, n);
+	for (i = 0; i < n; i++) {
+		out[2 * i] = digits[raw[i] >> 4];
+		out[2 * i + 1] = digits[raw[i] & 15];
+	}
+	if (size)
+		out[2 * n] = '\0';
+}
