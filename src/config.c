@@ -449,6 +449,18 @@ config_token_url(const struct account *a)
 }
 
 const char *
+config_device_code_url(const struct account *a)
+{
+	return a->device_code_url ? a->device_code_url : a->device_code_url_computed;
+}
+
+const char *
+config_authorize_url(const struct account *a)
+{
+	return a->authorize_url ? a->authorize_url : a->authorize_url_computed;
+}
+
+const char *
 config_scope(const struct account *a)
 {
 	if (a->scope)
@@ -510,6 +522,10 @@ account_free(struct account *a)
 	free(a->authority);
 	free(a->token_url);
 	free(a->token_url_computed);
+	free(a->device_code_url);
+	free(a->device_code_url_computed);
+	free(a->authorize_url);
+	free(a->authorize_url_computed);
 	free(a->scope);
 	free(a->smtp.host);
 	free(a->smtp.user);

@@ -61,6 +61,11 @@ struct account {
 	char *authority;	/* default https://login.microsoftonline.com */
 	char *token_url;	/* as configured, or NULL: then config_token_url()
 				   gives {authority}/{tenant}/oauth2/v2.0/token */
+	char *device_code_url;	/* as configured, or NULL: then
+				   config_device_code_url() gives the token URL
+				   with its final "/token" replaced by "/devicecode" */
+	char *authorize_url;	/* as configured, or NULL: the same with
+				   "/authorize" (config_authorize_url()) */
 	char *scope;		/* as configured, else the default by method and
 				   grant (SPEC 3, config_scope()) filled in */
 	struct smtp_settings smtp;
@@ -69,6 +74,8 @@ struct account {
 	unsigned column;
 	char *token_url_computed;	/* private to config.c: what config_token_url()
 					   returns when token_url is NULL */
+	char *device_code_url_computed;	/* private: config_device_code_url()'s default */
+	char *authorize_url_computed;	/* private: config_authorize_url()'s default */
 };
 
 struct config {
@@ -84,6 +91,9 @@ struct config {
 	unsigned retry_attempts;	/* default 3 */
 	unsigned retry_max_seconds;	/* default 30 */
 	char *https_proxy;
+	unsigned timeout_seconds;	/* 1-600, default 60: the limit of each network
+					   request (token endpoint, Graph) and the cap
+					   of every SMTP per-command timeout */
 	char *default_account;	/* NULL: a sender no account claims is refused */
 	struct account *accounts;
 	size_t naccounts;
@@ -93,8 +103,10 @@ struct config {
  * After a successful load every account has: from (qualified), senders
  * (at least one), authority, smtp.host/port/user, graph.url and scope set,
  * and config_token_url() is not NULL unless the account needs no token
- * (method smtp with auth: none). cache_dir and dead_letter hold their
- * defaults unless the file says otherwise ("none" leaves dead_letter NULL).
+ * (method smtp with auth: none). An account with token_url has its scope
+ * from the file (the default scopes are Microsoft's). cache_dir and
+ * dead_letter hold their defaults unless the file says otherwise ("none"
+ * leaves dead_letter NULL); timeout_seconds is 60 unless given.
  */
 
 struct config_params {
@@ -157,6 +169,19 @@ int config_check_secret_files(const struct account *a, const struct config_param
    nor tenant is set (an account that needs no token). */
 const char *config_token_url(const struct account *a);
 const char *config_scope(const struct account *a);
+
+/*
+ * The endpoints of the delegated sign-in (`tokenmail authorize`): the
+ * configured device_code_url / authorize_url, else the token URL with its
+ * final "/token" replaced by "/devicecode" / "/authorize" (Microsoft's
+ * layout: .../oauth2/v2.0/token). NULL when neither is configured and the
+ * token URL does not end in "/token" (or there is none). They live as long
+ * as the config. Other providers put them elsewhere (Google: device code
+ * https://oauth2.googleapis.com/device/code, authorize
+ * https://accounts.google.com/o/oauth2/v2/auth): configure them.
+ */
+const char *config_device_code_url(const struct account *a);
+const char *config_authorize_url(const struct account *a);
 
 /* Names for messages and --dry-run: "smtp", "starttls", "xoauth2", ... */
 const char *config_method_name(enum account_method m);

@@ -2,10 +2,11 @@
  * config_check.c: the pass across keys that runs once the YAML walk has
  * filled struct config (STYLE 13): one credential source, certificate with
  * key, tls: none only to loopback, default_account naming an account, no
- * sender claimed by two accounts; then the defaults that depend on other
- * keys (from/senders, port by tls, user by from, scope by method and grant,
- * the token URL). Errors point at the value that breaks the rule, or at the
- * account when a key is missing.
+ * sender claimed by two accounts, a scope wherever token_url is given;
+ * then the defaults that depend on other keys (from/senders, port by tls,
+ * user by from, scope by method and grant, the token URL and the sign-in
+ * URLs next to it). Errors point at the value that breaks the rule, or at
+ * the account when a key is missing.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -26,6 +27,7 @@
 #define DEFAULT_DEAD_LETTER	"~/dead.letter"
 #define DEFAULT_RETRY_ATTEMPTS	3
 #define DEFAULT_RETRY_MAX_SECONDS 30
+#define DEFAULT_TIMEOUT_SECONDS	60
 
 /* Means "the account itself" where a key is expected. */
 #define ACCOUNT_ITSELF	(-1)
@@ -175,7 +177,11 @@ check_certificate_pair(struct cfg_loader *l, size_t i)
 static void
 check_client_credentials(struct cfg_loader *l, size_t i)
 {
+	static const enum cfg_acct_key delegated_only[] = {
+		AK_REFRESH_TOKEN_FILE, AK_DEVICE_CODE_URL, AK_AUTHORIZE_URL
+	};
 	const struct account *a = &l->cfg->accounts[i];
+	size_t j;
 
 	if (count_sources(l, i, NCREDENTIAL_KEYS, "credential source") == 0)
 		acct_error(l, i, ACCOUNT_ITSELF, "client_credentials needs one credential: "
@@ -186,8 +192,9 @@ check_client_credentials(struct cfg_loader *l, size_t i)
 	    str_eq_nocase(a->tenant, "organizations") || str_eq_nocase(a->tenant, "consumers")))
 		acct_error(l, i, AK_TENANT, "client_credentials needs the tenant's id or domain, "
 		    "not '%s'", a->tenant);
-	if (key_set(l, i, AK_REFRESH_TOKEN_FILE))
-		acct_error(l, i, AK_REFRESH_TOKEN_FILE, "applies only with grant: refresh_token");
+	for (j = 0; j < sizeof(delegated_only) / sizeof(delegated_only[0]); j++)
+		if (key_set(l, i, delegated_only[j]))
+			acct_error(l, i, delegated_only[j], "applies only with grant: refresh_token");
 }
 
 static void
@@ -218,6 +225,12 @@ check_token_settings(struct cfg_loader *l, size_t i)
 		acct_error(l, i, AK_CLIENT_ID, "required (the application's id)");
 	if (!key_set(l, i, AK_TENANT) && !key_set(l, i, AK_TOKEN_URL))
 		acct_error(l, i, ACCOUNT_ITSELF, "needs tenant: (or token_url:)");
+	if (a->token_url && !key_set(l, i, AK_SCOPE)) {
+		acct_error(l, i, AK_SCOPE, "required with token_url: the default scopes are "
+		    "Microsoft's");
+		cfg_hint(l, "set scope: to what the provider documents (Gmail: "
+		    "https://mail.google.com/)");
+	}
 	if (a->grant == GRANT_CLIENT_CREDENTIALS)
 		check_client_credentials(l, i);
 	else
@@ -260,6 +273,25 @@ default_port(enum smtp_tls tls)
 	}
 }
 
+/* token_url with its final "/token" replaced by "/leaf" (Microsoft's
+   layout), or NULL when token_url is NULL or ends otherwise. Owned by the
+   caller. */
+static char *
+sibling_url(const char *token_url, const char *leaf)
+{
+	/* Only Microsoft's layout is known; another provider's ".../token"
+	   says nothing about where its other endpoints are. */
+	static const char last[] = "/oauth2/v2.0/token";
+	size_t n;
+
+	if (token_url == NULL)
+		return NULL;
+	n = strlen(token_url);
+	if (n < sizeof(last) || strcmp(token_url + n - (sizeof(last) - 1), last) != 0)
+		return NULL;
+	return xasprintf("%.*s/oauth2/v2.0/%s", (int)(n - (sizeof(last) - 1)), token_url, leaf);
+}
+
 static void
 account_defaults(struct cfg_loader *l, size_t i)
 {
@@ -282,6 +314,10 @@ account_defaults(struct cfg_loader *l, size_t i)
 	if (a->token_url == NULL && a->tenant)
 		a->token_url_computed = xasprintf("%s/%s/oauth2/v2.0/token", a->authority,
 		    a->tenant);
+	if (a->device_code_url == NULL)
+		a->device_code_url_computed = sibling_url(config_token_url(a), "devicecode");
+	if (a->authorize_url == NULL)
+		a->authorize_url_computed = sibling_url(config_token_url(a), "authorize");
 }
 
 static void
@@ -299,6 +335,8 @@ top_defaults(struct cfg_loader *l)
 		cfg->retry_attempts = DEFAULT_RETRY_ATTEMPTS;
 	if (!(set & (UINT32_C(1) << TK_RETRY_MAX_SECONDS)))
 		cfg->retry_max_seconds = DEFAULT_RETRY_MAX_SECONDS;
+	if (!(set & (UINT32_C(1) << TK_TIMEOUT)))
+		cfg->timeout_seconds = DEFAULT_TIMEOUT_SECONDS;
 }
 
 /* ---- across accounts ---- */

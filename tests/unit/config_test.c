@@ -67,6 +67,12 @@ test_smtp_app_only_defaults(void)
 	tap_is_str(config_token_url(a), "https://login.microsoftonline.com/contoso.onmicrosoft.com"
 	    "/oauth2/v2.0/token", "token URL from authority and tenant");
 	tap_ok(a->token_url == NULL, "token_url stays NULL when not configured");
+	tap_is_str(config_device_code_url(a), "https://login.microsoftonline.com/"
+	    "contoso.onmicrosoft.com/oauth2/v2.0/devicecode", "device code URL next to the token URL");
+	tap_is_str(config_authorize_url(a), "https://login.microsoftonline.com/"
+	    "contoso.onmicrosoft.com/oauth2/v2.0/authorize", "authorize URL next to the token URL");
+	tap_ok(a->device_code_url == NULL && a->authorize_url == NULL,
+	    "sign-in URLs stay NULL when not configured");
 	tap_is_str(a->authority, "https://login.microsoftonline.com", "default authority");
 	tap_is_str(a->graph.url, "https://graph.microsoft.com/v1.0", "default graph.url");
 	tap_ok(a->graph.save_to_sent_items, "default save_to_sent_items true");
@@ -78,6 +84,7 @@ test_smtp_app_only_defaults(void)
 	tap_is_int(cfg.log, LOG_SYSLOG, "default log syslog");
 	tap_is_int(cfg.retry_attempts, 3, "default retry.attempts");
 	tap_is_int(cfg.retry_max_seconds, 30, "default retry.max_seconds");
+	tap_is_int(cfg.timeout_seconds, 60, "default timeout 60");
 	tap_ok(cfg.default_account == NULL, "no default_account unless given");
 	tap_ok(!cfg.has_inline_secret, "no inline secret");
 	tap_is_str(cfg.path, "t.yaml", "path kept");
@@ -227,6 +234,7 @@ test_top_level_keys(void)
 	    "  \"*\": ops@example.com\n"
 	    "retry: {attempts: 10, max_seconds: 0}\n"
 	    "https_proxy: http://proxy.example.com:3128/\n"
+	    "timeout: 600\n"
 	    "default_account: app\n"
 	    HEAD SECRET;
 	struct config cfg;
@@ -249,6 +257,7 @@ test_top_level_keys(void)
 	tap_is_int(cfg.retry_attempts, 10, "retry.attempts");
 	tap_is_int(cfg.retry_max_seconds, 0, "retry.max_seconds 0");
 	tap_is_str(cfg.https_proxy, "http://proxy.example.com:3128", "https_proxy");
+	tap_is_int(cfg.timeout_seconds, 600, "timeout 600");
 	tap_is_str(cfg.default_account, "app", "default_account");
 	config_free(&cfg);
 }
@@ -276,6 +285,7 @@ test_small_forms(void)
 	    "    from: b@example.com\n"
 	    "    client_id: abc\n"
 	    "    token_url: http://127.0.0.1:8080/token\n"
+	    "    scope: api://test/.default\n"
 	    "    client_assertion_file: /run/token\n"
 	    "    smtp: {host: LocalHost, tls: none, port: 2525}\n";
 	struct config cfg;
@@ -293,6 +303,10 @@ test_small_forms(void)
 		tap_is_str(cfg.accounts[1].token_url, "http://127.0.0.1:8080/token",
 		    "http:// to loopback is allowed");
 		tap_is_int(cfg.accounts[1].smtp.port, 2525, "port given");
+		tap_ok(config_device_code_url(&cfg.accounts[1]) == NULL,
+		    "no device code URL guessed next to a non-Microsoft token_url");
+		tap_is_str(config_scope(&cfg.accounts[1]), "api://test/.default",
+		    "scope with token_url");
 	}
 	config_free(&cfg);
 }
@@ -352,6 +366,119 @@ test_yaml_anchors(void)
 	tap_is_str(err.msg, "", "anchors: no error");
 	if (cfg.naccounts == 2)
 		tap_is_str(cfg.accounts[1].smtp.host, "smtp.office365.com", "aliased mapping read");
+	config_free(&cfg);
+}
+
+/* device_code_url and authorize_url: configured, derived or absent. */
+struct url_case {
+	const char *what;
+	const char *keys;	/* the account's lines after HEAD_DELEGATED */
+	const char *device;	/* config_device_code_url(), or NULL */
+	const char *authorize;	/* config_authorize_url(), or NULL */
+};
+
+/* Lines 1-5: a delegated account without a tenant or token URL yet. */
+#define HEAD_DELEGATED \
+	"accounts:\n" \
+	"  u:\n" \
+	"    from: u@example.com\n" \
+	"    grant: refresh_token\n" \
+	"    client_id: abc\n"
+
+static const struct url_case url_cases[] = {
+	{ "Microsoft, derived", "    tenant: organizations\n",
+	  "https://login.microsoftonline.com/organizations/oauth2/v2.0/devicecode",
+	  "https://login.microsoftonline.com/organizations/oauth2/v2.0/authorize" },
+	{ "sovereign authority, derived",
+	  "    tenant: contoso.onmicrosoft.us\n    authority: https://login.microsoftonline.us/\n",
+	  "https://login.microsoftonline.us/contoso.onmicrosoft.us/oauth2/v2.0/devicecode",
+	  "https://login.microsoftonline.us/contoso.onmicrosoft.us/oauth2/v2.0/authorize" },
+	{ "Google, configured",
+	  "    token_url: https://oauth2.googleapis.com/token\n"
+	  "    device_code_url: https://oauth2.googleapis.com/device/code\n"
+	  "    authorize_url: https://accounts.google.com/o/oauth2/v2/auth/\n"
+	  "    scope: https://mail.google.com/\n",
+	  "https://oauth2.googleapis.com/device/code",
+	  "https://accounts.google.com/o/oauth2/v2/auth" },
+	{ "one configured, the other derived",
+	  "    tenant: t.example\n    device_code_url: http://localhost:9/dc\n",
+	  "http://localhost:9/dc",
+	  "https://login.microsoftonline.com/t.example/oauth2/v2.0/authorize" },
+	{ "token URL not ending in /token: none",
+	  "    token_url: https://idp.example.com/oauth/access\n    scope: mail\n",
+	  NULL, NULL },
+	{ "token URL ending in /xtoken: none",
+	  "    token_url: https://idp.example.com/xtoken\n    scope: mail\n",
+	  NULL, NULL },
+	{ "token URL with a query: none",
+	  "    token_url: https://idp.example.com/token?x=token\n    scope: mail\n",
+	  NULL, NULL },
+	{ "Microsoft layout with a trailing slash: derived",
+	  "    token_url: https://idp.example.com/t1/oauth2/v2.0/token/\n    scope: mail\n",
+	  "https://idp.example.com/t1/oauth2/v2.0/devicecode",
+	  "https://idp.example.com/t1/oauth2/v2.0/authorize" },
+	{ "another provider's /token: none (its other endpoints are unknown)",
+	  "    token_url: https://idp.example.com/token\n    scope: mail\n",
+	  NULL, NULL },
+};
+
+static void
+test_sign_in_urls(void)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(url_cases) / sizeof(url_cases[0]); i++) {
+		const struct url_case *c = &url_cases[i];
+		struct strbuf b;
+		struct config cfg;
+		struct tm_err err;
+
+		strbuf_init(&b, 4096);
+		(void)strbuf_append_str(&b, HEAD_DELEGATED);
+		(void)strbuf_append_str(&b, c->keys);
+		tap_is_int(parse(b.data, &cfg, &err), 0, "%s: loads", c->what);
+		tap_is_str(err.msg, "", "%s: no error", c->what);
+		if (cfg.naccounts == 1) {
+			tap_is_str(config_device_code_url(&cfg.accounts[0]), c->device,
+			    "%s: device code URL", c->what);
+			tap_is_str(config_authorize_url(&cfg.accounts[0]), c->authorize,
+			    "%s: authorize URL", c->what);
+		}
+		config_free(&cfg);
+		strbuf_free(&b);
+	}
+}
+
+/* An account that needs no token has no token URL, hence no sign-in URLs. */
+static void
+test_sign_in_urls_relay(void)
+{
+	static const char yaml[] =
+	    "accounts:\n  r: {from: r@example.com, smtp: {auth: none}}\n";
+	struct config cfg;
+	struct tm_err err;
+
+	tap_is_int(parse(yaml, &cfg, &err), 0, "relay: loads");
+	if (cfg.naccounts == 1) {
+		tap_ok(config_device_code_url(&cfg.accounts[0]) == NULL, "relay: no device code URL");
+		tap_ok(config_authorize_url(&cfg.accounts[0]) == NULL, "relay: no authorize URL");
+	}
+	config_free(&cfg);
+}
+
+static void
+test_timeout(void)
+{
+	static const char one[] = "timeout: 1\n" HEAD SECRET;
+	static const char quoted[] = "timeout: \"45\"\n" HEAD SECRET;
+	struct config cfg;
+	struct tm_err err;
+
+	tap_is_int(parse(one, &cfg, &err), 0, "timeout 1: loads");
+	tap_is_int(cfg.timeout_seconds, 1, "timeout 1");
+	config_free(&cfg);
+	tap_is_int(parse(quoted, &cfg, &err), 0, "timeout as a quoted string: loads");
+	tap_is_int(cfg.timeout_seconds, 45, "timeout \"45\"");
 	config_free(&cfg);
 }
 
@@ -539,6 +666,57 @@ static const struct error_case error_cases[] = {
 	  "    from: a@example.com\n    tenant: common\n    client_id: abc\n" SECRET,
 	  "t.yaml:4:13: key 'accounts.app.tenant': client_credentials needs the tenant's id or "
 	  "domain, not 'common'", "", NULL },
+	{ "timeout 0", HEAD SECRET "timeout: 0\n",
+	  "t.yaml:7:10: key 'timeout': must be 1-600", "", NULL },
+	{ "timeout 601", HEAD SECRET "timeout: 601\n",
+	  "t.yaml:7:10: key 'timeout': must be 1-600", "", NULL },
+	{ "timeout with a unit", HEAD SECRET "timeout: 60s\n",
+	  "t.yaml:7:10: key 'timeout': must be 1-600", "", NULL },
+	{ "timeout negative", HEAD SECRET "timeout: -5\n",
+	  "t.yaml:7:10: key 'timeout': must be 1-600", "", NULL },
+	{ "timeout as a mapping", HEAD SECRET "timeout: {token: 5}\n",
+	  "t.yaml:7:10: key 'timeout': must be a number, not a mapping", "", NULL },
+	{ "timeout misspelt", HEAD SECRET "timout: 5\n",
+	  "t.yaml:7:1: unknown key 'timout' (did you mean 'timeout'?)", "", NULL },
+	{ "token_url without scope", HEAD SECRET
+	  "    token_url: https://oauth2.googleapis.com/token\n",
+	  "t.yaml:2:3: key 'accounts.app.scope': required with token_url: the default scopes "
+	  "are Microsoft's", "",
+	  "set scope: to what the provider documents (Gmail: https://mail.google.com/)" },
+	{ "delegated token_url without scope", HEAD_DELEGATED
+	  "    token_url: http://127.0.0.1:8080/token\n",
+	  "t.yaml:2:3: key 'accounts.u.scope': required with token_url: the default scopes "
+	  "are Microsoft's", "", NULL },
+	{ "refused token_url: no scope error on top", HEAD SECRET
+	  "    token_url: ftp://example.com/token\n",
+	  "t.yaml:7:16: key 'accounts.app.token_url': must be an https:// URL (http:// only to a "
+	  "loopback host)", "", NULL },
+	{ "device_code_url over http to a non-loopback host", HEAD_DELEGATED
+	  "    tenant: t.example\n    device_code_url: http://login.example.com/devicecode\n",
+	  "t.yaml:7:22: key 'accounts.u.device_code_url': must be an https:// URL (http:// only "
+	  "to a loopback host)", "", NULL },
+	{ "authorize_url not a URL", HEAD_DELEGATED
+	  "    tenant: t.example\n    authorize_url: accounts.google.com/o/oauth2/v2/auth\n",
+	  "t.yaml:7:20: key 'accounts.u.authorize_url': must be an https:// URL (http:// only "
+	  "to a loopback host)", "", NULL },
+	{ "device_code_url with client_credentials", HEAD SECRET
+	  "    device_code_url: https://login.example.com/devicecode\n",
+	  "t.yaml:7:22: key 'accounts.app.device_code_url': applies only with grant: "
+	  "refresh_token", "", NULL },
+	{ "authorize_url with client_credentials", HEAD SECRET
+	  "    authorize_url: https://login.example.com/authorize\n",
+	  "t.yaml:7:20: key 'accounts.app.authorize_url': applies only with grant: "
+	  "refresh_token", "", NULL },
+	{ "refresh_token with an assertion file", HEAD_DELEGATED
+	  "    tenant: t.example\n    client_assertion_file: /run/token\n",
+	  "t.yaml:7:28: key 'accounts.u.client_assertion_file': does not apply with grant: "
+	  "refresh_token (a delegated account may have a client secret only)", "", NULL },
+	{ "refresh_token with client_assertion_alg", HEAD_DELEGATED
+	  "    tenant: t.example\n    client_assertion_alg: RS256\n",
+	  "t.yaml:7:27: key 'accounts.u.client_assertion_alg': does not apply with grant: "
+	  "refresh_token (a delegated account may have a client secret only)", "", NULL },
+	{ "refresh_token without tenant or token_url", HEAD_DELEGATED,
+	  "t.yaml:2:3: key 'accounts.u': needs tenant: (or token_url:)", "", NULL },
 	{ "no client_id", "accounts:\n  app:\n    from: a@example.com\n    tenant: t.example\n"
 	  SECRET,
 	  "t.yaml:2:3: key 'accounts.app.client_id': required (the application's id)", "", NULL },
@@ -934,6 +1112,7 @@ test_example_file(void)
 {
 	const char *srcdir = getenv("TM_SRCDIR");
 	char path[TM_PATH_MAX];
+	const struct account *g;
 	struct config cfg;
 	struct tm_err err;
 	struct stat st;
@@ -963,6 +1142,19 @@ test_example_file(void)
 	    config_account(&cfg, "alice") && config_account(&cfg, "gmail"),
 	    "example file: app, reports, alice, gmail");
 	tap_ok(cfg.aliases.count >= 2, "example file: aliases");
+	tap_is_int(cfg.timeout_seconds, 60, "example file: timeout");
+	g = config_account(&cfg, "gmail");
+	if (g) {
+		tap_is_str(config_device_code_url(g), "https://oauth2.googleapis.com/device/code",
+		    "example file: Google's device code URL");
+		tap_is_str(config_authorize_url(g), "https://accounts.google.com/o/oauth2/v2/auth",
+		    "example file: Google's authorize URL");
+	}
+	g = config_account(&cfg, "alice");
+	if (g)
+		tap_is_str(config_device_code_url(g), "https://login.microsoftonline.com/"
+		    "contoso.onmicrosoft.com/oauth2/v2.0/devicecode",
+		    "example file: alice's device code URL derived");
 	config_free(&cfg);
 	free(text);
 }
@@ -1001,6 +1193,9 @@ main(void)
 	test_small_forms();
 	test_no_home();
 	test_yaml_anchors();
+	test_sign_in_urls();
+	test_sign_in_urls_relay();
+	test_timeout();
 	test_errors();
 	test_error_limit();
 	test_node_limit();
