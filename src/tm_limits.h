@@ -30,6 +30,12 @@
 #define TM_ALIAS_DEPTH_MAX	10
 
 #define TM_CONFIG_FILE_MAX	(1024 * 1024)
+/* A secret, key, assertion or refresh token read from a file or command. */
+#define TM_SECRET_MAX		(64 * 1024)
+/* A JSON document from a token endpoint or Graph. */
+#define TM_JSON_MAX		(1024 * 1024)
+/* Network timeout of one HTTP request when the config sets none. */
+#define TM_HTTP_TIMEOUT_SECONDS	60
 #define TM_ALIASES_FILE_MAX	(4 * 1024 * 1024)
 #define TM_CONFIG_ERRORS_MAX	20
 #define TM_PATH_MAX		4096

@@ -1,0 +1,185 @@
+/*
+ * base64.c: RFC 4648 base64 (section 4) and base64url (section 5).
+ * Encoded and decoded data may be secrets (XOAUTH2 blobs carry the access
+ * token), so the output buffer is grown by copy-and-wipe rather than
+ * realloc, and a failed decode wipes what it had appended.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base64.h"
+
+static const char alphabet_std[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+static const char alphabet_url[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+/*
+ * Make room for n more octets (and the terminator) in b without leaving a
+ * copy of its old contents in freed memory. -1 if b's limit forbids it.
+ */
+static int
+reserve_wiped(struct strbuf *b, size_t n)
+{
+	size_t need, cap;
+	char *p;
+
+	if (n > b->limit || b->len > b->limit - n)
+		return -1;
+	need = b->len + n + 1;
+	if (need <= b->cap)
+		return 0;
+	cap = b->cap ? b->cap : 64;
+	while (cap < need)
+		cap *= 2;
+	p = xmalloc(cap);
+	if (b->data != NULL) {
+		memcpy(p, b->data, b->len + 1);
+		secret_wipe(b->data, b->cap);
+		free(b->data);
+	}
+	b->data = p;
+	b->cap = cap;
+	return 0;
+}
+
+static int
+encode(struct strbuf *b, const void *data, size_t len, const char *abc, bool pad)
+{
+	const unsigned char *in = data;
+	size_t out_len = len / 3 * 4, i;
+	char *o;
+
+	if (len % 3)
+		out_len += pad ? 4 : len % 3 + 1;
+	if (len > SIZE_MAX / 2 || reserve_wiped(b, out_len) < 0)
+		return -1;
+	o = b->data + b->len;
+	for (i = 0; i + 2 < len; i += 3) {
+		unsigned long v = (unsigned long)in[i] << 16 | (unsigned long)in[i + 1] << 8 |
+		    in[i + 2];
+
+		*o++ = abc[v >> 18 & 63];
+		*o++ = abc[v >> 12 & 63];
+		*o++ = abc[v >> 6 & 63];
+		*o++ = abc[v & 63];
+	}
+	if (len - i == 1) {
+		*o++ = abc[in[i] >> 2];
+		*o++ = abc[(in[i] & 3) << 4];
+	} else if (len - i == 2) {
+		*o++ = abc[in[i] >> 2];
+		*o++ = abc[(in[i] & 3) << 4 | in[i + 1] >> 4];
+		*o++ = abc[(in[i + 1] & 15) << 2];
+	}
+	while (pad && (size_t)(o - (b->data + b->len)) < out_len)
+		*o++ = '=';
+	b->len += out_len;
+	b->data[b->len] = '\0';
+	return 0;
+}
+
+int
+base64_encode(struct strbuf *b, const void *data, size_t len)
+{
+	return encode(b, data, len, alphabet_std, true);
+}
+
+int
+base64url_encode(struct strbuf *b, const void *data, size_t len)
+{
+	return encode(b, data, len, alphabet_url, false);
+}
+
+/* The 6-bit value of c in abc, or -1. */
+static int
+sextet(const char *abc, char c)
+{
+	const char *p;
+
+	if (c == '\0' || (p = strchr(abc, c)) == NULL)
+		return -1;
+	return (int)(p - abc);
+}
+
+/*
+ * Length of text[len] without its padding, or -1 when the padding is
+ * malformed: at most two '=', only at the end, and only completing a
+ * four-character group.
+ */
+static long
+unpadded_length(const char *text, size_t len)
+{
+	size_t n = len;
+
+	while (n > 0 && len - n < 2 && text[n - 1] == '=')
+		n--;
+	if (n < len && len % 4 != 0)
+		return -1;
+	if (n % 4 == 1)
+		return -1;
+	return (long)n;
+}
+
+/*
+ * Decode the unpadded text[n] into out (room for n * 3 / 4 octets).
+ * Leftover bits in the last character must be zero, so that every octet
+ * string has exactly one accepted encoding (RFC 4648 section 3.5).
+ */
+static int
+decode_into(unsigned char *out, const char *text, size_t n, const char *abc)
+{
+	unsigned long acc = 0;
+	size_t i, o = 0;
+	int bits = 0;
+
+	for (i = 0; i < n; i++) {
+		int v = sextet(abc, text[i]);
+
+		if (v < 0)
+			return -1;
+		acc = (acc << 6 | (unsigned long)v) & 0xffffff;
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[o++] = (unsigned char)(acc >> bits);
+		}
+	}
+	if (acc & ((1UL << bits) - 1))
+		return -1;
+	return 0;
+}
+
+static int
+decode(struct strbuf *b, const char *text, size_t len, const char *abc)
+{
+	long n = unpadded_length(text, len);
+	size_t out_len;
+
+	if (n < 0)
+		return -1;
+	out_len = (size_t)n / 4 * 3 + ((size_t)n % 4 ? (size_t)n % 4 - 1 : 0);
+	if (reserve_wiped(b, out_len) < 0)
+		return -1;
+	if (decode_into((unsigned char *)b->data + b->len, text, (size_t)n, abc) < 0) {
+		secret_wipe(b->data + b->len, out_len);
+		b->data[b->len] = '\0';
+		return -1;
+	}
+	b->len += out_len;
+	b->data[b->len] = '\0';
+	return 0;
+}
+
+int
+base64_decode(struct strbuf *b, const char *text, size_t len)
+{
+	return decode(b, text, len, alphabet_std);
+}
+
+int
+base64url_decode(struct strbuf *b, const char *text, size_t len)
+{
+	return decode(b, text, len, alphabet_url);
+}
