@@ -337,51 +337,76 @@ base_name(const char *path)
 	return slash ? slash + 1 : path;
 }
 
+/* One subcommand argument (before or after the word); -1 on anything else. */
 static int
-parse_subcommand(int argc, char **argv, struct invocation *inv, struct tm_err *err)
+subcommand_argument(int argc, char **argv, int *i, struct invocation *inv)
 {
-	const char *word = argv[1];
-	int i;
+	const char *a = argv[*i];
 
-	if (strcmp(word, "authorize") == 0)
-		inv->mode = MODE_AUTHORIZE;
-	else if (strcmp(word, "check") == 0)
-		inv->mode = MODE_CHECK;
+	if (strcmp(a, "-C") == 0 && *i + 1 < argc)
+		inv->config_path = argv[++*i];
+	else if (strcmp(a, "-v") == 0)
+		inv->verbose = true;
+	else if (strcmp(a, "--browser") == 0 && inv->mode == MODE_AUTHORIZE)
+		inv->browser = true;
+	else if (a[0] != '-' && inv->account == NULL && inv->mode != MODE_SEND)
+		inv->account = a;
 	else
-		inv->mode = MODE_TOKEN;
-	for (i = 2; i < argc; i++) {
-		const char *a = argv[i];
-
-		if (strcmp(a, "-C") == 0 && i + 1 < argc)
-			inv->config_path = argv[++i];
-		else if (strcmp(a, "-v") == 0)
-			inv->verbose = true;
-		else if (strcmp(a, "--browser") == 0 && inv->mode == MODE_AUTHORIZE)
-			inv->browser = true;
-		else if (a[0] != '-' && inv->account == NULL)
-			inv->account = a;
-		else
-			return tm_err_set(err, TM_ERR_USAGE, EX_USAGE,
-			    "tokenmail %s: unexpected argument '%s'", word, a);
-	}
-	if (inv->account == NULL && inv->mode != MODE_CHECK)
-		return tm_err_set(err, TM_ERR_USAGE, EX_USAGE,
-		    "usage: tokenmail %s ACCOUNT", word);
+		return -1;
 	return 0;
 }
 
-static bool
-is_subcommand(int argc, char **argv, const char *progname)
+static enum tm_mode
+subcommand_mode(const char *word)
+{
+	if (strcmp(word, "authorize") == 0)
+		return MODE_AUTHORIZE;
+	if (strcmp(word, "check") == 0)
+		return MODE_CHECK;
+	return MODE_TOKEN;
+}
+
+/* "tokenmail [-C FILE] [-v] WORD [ACCOUNT] [-C FILE] [-v] [--browser]". */
+static int
+parse_subcommand(int argc, char **argv, int word, struct invocation *inv,
+    struct tm_err *err)
+{
+	int i;
+
+	inv->mode = MODE_SEND;
+	for (i = 1; i < word; i++)
+		(void)subcommand_argument(argc, argv, &i, inv);
+	inv->mode = subcommand_mode(argv[word]);
+	for (i = word + 1; i < argc; i++)
+		if (subcommand_argument(argc, argv, &i, inv) < 0)
+			return tm_err_set(err, TM_ERR_USAGE, EX_USAGE,
+			    "tokenmail %s: unexpected argument '%s'", argv[word], argv[i]);
+	if (inv->account == NULL && inv->mode != MODE_CHECK)
+		return tm_err_set(err, TM_ERR_USAGE, EX_USAGE,
+		    "usage: tokenmail %s ACCOUNT", argv[word]);
+	return 0;
+}
+
+/*
+ * The index of the subcommand word when called as tokenmail with one, after
+ * any leading -C FILE and -v; 0 when this is a sendmail invocation.
+ */
+static int
+subcommand_index(int argc, char **argv, const char *progname)
 {
 	static const char *const words[] = { "authorize", "check", "token", NULL };
-	size_t i;
+	int i = 1;
+	size_t w;
 
-	if (argc < 2 || strcmp(progname, "tokenmail") != 0)
-		return false;
-	for (i = 0; words[i]; i++)
-		if (strcmp(argv[1], words[i]) == 0)
-			return true;
-	return false;
+	if (strcmp(progname, "tokenmail") != 0)
+		return 0;
+	while (i < argc && (strcmp(argv[i], "-v") == 0 ||
+	    (strcmp(argv[i], "-C") == 0 && i + 1 < argc)))
+		i += strcmp(argv[i], "-C") == 0 ? 2 : 1;
+	for (w = 0; i < argc && words[w]; w++)
+		if (strcmp(argv[i], words[w]) == 0)
+			return i;
+	return 0;
 }
 
 static void
@@ -416,8 +441,9 @@ cli_parse(int argc, char **argv, struct invocation *inv, struct tm_err *err)
 	memset(inv, 0, sizeof(*inv));
 	inv->progname = base_name(argc > 0 && argv[0] ? argv[0] : "sendmail");
 	mode_from_name(inv);
-	if (is_subcommand(argc, argv, inv->progname))
-		return parse_subcommand(argc, argv, inv, err);
+	i = subcommand_index(argc, argv, inv->progname);
+	if (i > 0)
+		return parse_subcommand(argc, argv, i, inv, err);
 	for (i = 1; i < argc; i++) {
 		const char *a = argv[i];
 

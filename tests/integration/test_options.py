@@ -179,8 +179,8 @@ def config_search_order():
 @test
 def later_modes_say_so():
     with Workspace() as ws:
-        for args, what in ((["-bs"], "-bs"), (["token", "app"], "tokenmail token")):
-            argv0 = "tokenmail" if args[0] == "token" else "sendmail"
+        for args, what in ((["-bs"], "-bs"), (["check"], "tokenmail check")):
+            argv0 = "tokenmail" if args[0] == "check" else "sendmail"
             r = ws.run(args, argv0=argv0, config=False)
             eq(r.rc, 69, repr(r))
             eq(r.out, b"")

@@ -184,3 +184,199 @@ def run_all():
         sys.stdout.flush()
     print("1..%d" % len(_tests))
     return 1 if failed else 0
+
+
+# ---- Test peers (tests/peers/): a throwaway PKI and the fake token endpoint ----
+
+import json  # noqa: E402
+import select  # noqa: E402
+import time  # noqa: E402
+
+PEERS_DIR = os.path.join(SRCDIR, "tests", "peers")
+PEER_PYTHON = sys.executable or "/usr/bin/python3"
+PEER_START_SECONDS = 20
+
+
+def pki(ws):
+    """The workspace's test CA and certificates (tests/peers/tlsca.py), made
+    once per workspace: dict name -> path ("ca", "server", "server-key", ...)."""
+    if getattr(ws, "_pki", None) is None:
+        sys.path.insert(0, PEERS_DIR)
+        import tlsca
+        ws._pki = tlsca.make_pki(os.path.join(ws.dir, "pki"))
+    return ws._pki
+
+
+def client_cert(ws, name="client", pkcs1=False):
+    """An RSA client certificate and key for JWT assertions: (cert path, key path)."""
+    sys.path.insert(0, PEERS_DIR)
+    import tlsca
+    return tlsca.client_cert(os.path.join(ws.dir, "pki"), name, pkcs1=pkcs1)
+
+
+def stop_process(proc, grace=5):
+    """Terminate proc by its PID, then kill it if it lingers."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=grace)
+    for f in (proc.stdout, proc.stderr, proc.stdin):
+        if f:
+            f.close()
+
+
+def read_line(f, timeout):
+    """One line from a pipe within timeout seconds, or b"" (EOF or timeout)."""
+    deadline = time.monotonic() + timeout
+    line = b""
+    while not line.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([f], [], [], left)[0]:
+            break
+        c = os.read(f.fileno(), 1)
+        if not c:
+            break
+        line += c
+    return line
+
+
+class TokenPeer:
+    """A running tests/peers/token_peer.py: .port, .url(tenant), .requests(), .stop()."""
+
+    def __init__(self, ws, config, name="token_peer"):
+        config = dict(config)
+        paths = pki(ws)
+        config.setdefault("cert", paths["server"])
+        config.setdefault("key", paths["server-key"])
+        self.config_path = os.path.join(ws.dir, name + ".json")
+        self.log_path = os.path.join(ws.dir, name + ".log")
+        self.err_path = os.path.join(ws.dir, name + ".err")
+        self.ca = paths["ca"]
+        with open(self.config_path, "w") as f:
+            json.dump(config, f)
+        with open(self.err_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                [PEER_PYTHON, os.path.join(PEERS_DIR, "token_peer.py"),
+                 self.config_path, self.log_path],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+        first = read_line(self.proc.stdout, PEER_START_SECONDS)
+        m = re.match(rb"^PORT (\d+)\n$", first)
+        if not m:
+            self.stop()
+            with open(self.err_path, "rb") as f:
+                raise RuntimeError("token peer did not start: %r %r" % (first, f.read()[-2000:]))
+        self.port = int(m.group(1))
+
+    def url(self, tenant, endpoint="token"):
+        """https://127.0.0.1:PORT/TENANT/oauth2/v2.0/ENDPOINT"""
+        return "https://127.0.0.1:%d/%s/oauth2/v2.0/%s" % (self.port, tenant, endpoint)
+
+    def requests(self, **where):
+        """The requests the peer logged, oldest first; where: field=value filters
+        (e.g. endpoint="token", grant_type="refresh_token")."""
+        out = []
+        try:
+            with open(self.log_path) as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            return out
+        for line in lines:
+            entry = json.loads(line)
+            if all(entry.get(k) == v for k, v in where.items()):
+                out.append(entry)
+        return out
+
+    def stderr(self):
+        with open(self.err_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self):
+        stop_process(self.proc)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def start_token_peer(ws, config, name="token_peer"):
+    """Start the fake token endpoint with config (see token_peer.py's docstring;
+    cert and key default to the workspace's PKI). Stop it with .stop()."""
+    return TokenPeer(ws, config, name)
+
+
+def tokenmail_env(ws, env=None):
+    e = {"PATH": "/usr/bin:/bin", "LANG": "C", "HOME": ws.dir}
+    if env:
+        e.update(env)
+    return e
+
+
+def run_tokenmail(ws, args, env=None, timeout=TIMEOUT, stdin=b""):
+    """tokenmail (argv[0] "tokenmail") with args; the Result also has .elapsed."""
+    start = time.monotonic()
+    p = subprocess.run(["tokenmail"] + list(args), executable=TOKENMAIL, input=stdin,
+                       env=tokenmail_env(ws, env), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=timeout)
+    r = Result(p.returncode, p.stdout, p.stderr)
+    r.elapsed = time.monotonic() - start
+    return r
+
+
+def spawn_tokenmail(ws, args, env=None):
+    """tokenmail in the background (stdin empty, stdout and stderr piped)."""
+    return subprocess.Popen(["tokenmail"] + list(args), executable=TOKENMAIL,
+                            env=tokenmail_env(ws, env), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_all(procs, timeout=TIMEOUT):
+    """Wait for every process (killing those past the deadline); their Results."""
+    deadline = time.monotonic() + timeout
+    results = []
+    for p in procs:
+        try:
+            out, err = p.communicate(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+        results.append(Result(p.returncode, out, err))
+    return results
+
+
+def https_get(url, cafile=None, timeout=10):
+    """GET url without following redirects: (status, headers, body). An https
+    URL is checked against cafile."""
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    handlers = [NoRedirect()]
+    if cafile:
+        handlers.append(urllib.request.HTTPSHandler(
+            context=ssl.create_default_context(cafile=cafile)))
+    opener = urllib.request.build_opener(*handlers)
+    try:
+        with opener.open(url, timeout=timeout) as resp:
+            return resp.status, resp.headers, resp.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def free_port():
+    """A loopback port nobody listens on (for "connection refused")."""
+    import socket
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+

@@ -75,6 +75,8 @@ static const struct cli_case cases[] = {
 	{ "--help", { "sendmail", "--help", NULL }, 0, MODE_HELP, false, false, NULL, NULL, "", NULL },
 	{ "tokenmail token", { "tokenmail", "token", "app", NULL }, 0, MODE_TOKEN, false, false, NULL, NULL, "", NULL },
 	{ "tokenmail check", { "/usr/sbin/tokenmail", "check", NULL }, 0, MODE_CHECK, false, false, NULL, NULL, "", NULL },
+	{ "tokenmail -C FILE token", { "tokenmail", "-C", "/x.yaml", "-v", "token", "app", NULL }, 0, MODE_TOKEN, false, false, NULL, NULL, "", NULL },
+	{ "tokenmail -t token is a send", { "tokenmail", "-t", "token", NULL }, 0, MODE_SEND, true, false, NULL, NULL, "token", NULL },
 	{ "sendmail token is a recipient", { "sendmail", "token", NULL }, 0, MODE_SEND, false, false, NULL, NULL, "token", NULL },
 	{ "no recipients", { "sendmail", "-i", NULL }, -1, MODE_SEND, false, true, NULL, NULL, "", "no recipients given" },
 	{ "missing -f argument", { "sendmail", "-t", "-f", NULL }, -1, MODE_SEND, true, false, NULL, NULL, "", "option -f needs an argument" },
