@@ -16,6 +16,7 @@
 
 #include "aliases.h"
 #include "err.h"
+#include "log.h"
 
 enum account_method { METHOD_SMTP, METHOD_GRAPH };
 enum smtp_tls { SMTP_TLS_STARTTLS, SMTP_TLS_IMPLICIT, SMTP_TLS_NONE };
@@ -23,7 +24,6 @@ enum smtp_auth { SMTP_AUTH_XOAUTH2, SMTP_AUTH_OAUTHBEARER, SMTP_AUTH_NONE };
 enum rewrite_from { REWRITE_FROM_AUTO, REWRITE_FROM_ALWAYS, REWRITE_FROM_NEVER };
 enum token_grant { GRANT_CLIENT_CREDENTIALS, GRANT_REFRESH_TOKEN };
 enum assertion_alg { ASSERTION_RS256, ASSERTION_PS256 };
-enum log_target { LOG_SYSLOG, LOG_STDERR, LOG_FILE };
 
 struct smtp_settings {
 	char *host;		/* default smtp.office365.com */
