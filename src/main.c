@@ -20,6 +20,8 @@
 #include "authorize.h"
 #include "cli.h"
 #include "config.h"
+#include "deadletter.h"
+#include "deliver.h"
 #include "dryrun.h"
 #include "http.h"
 #include "log.h"
@@ -49,6 +51,10 @@ struct run {
 	struct address_list wanted;	/* recipients as given (args, -t) */
 	struct address_list rcpts;	/* envelope recipients */
 	struct sender sender;
+	bool message_taken;		/* stdin was read: a failure keeps the message */
+	bool resolved;			/* sender and recipients known: log the outcome */
+	char final_reply[512];
+	struct timespec started;
 	char context[TM_PATH_MAX + 128];
 };
 
@@ -127,6 +133,7 @@ load_config(struct run *r, struct tm_err *err)
 static int
 read_message(struct run *r, struct tm_err *err)
 {
+	r->message_taken = true;
 	struct intake_params p = {
 		.dot_ends = !r->inv.ignore_dots,
 		.tmpdir = NULL,
@@ -218,6 +225,29 @@ prepare_header(struct run *r)
 }
 
 static int
+send_now(struct run *r, struct tm_err *err)
+{
+	struct deliver_params dp = {
+		.cfg = &r->cfg,
+		.cparams = &r->params,
+		.sender = &r->sender,
+		.rcpts = &r->rcpts,
+		.msg = &r->msg,
+		.helo_name = r->hostname[0] ? r->hostname : "localhost",
+		.dsn_notify = r->inv.dsn_notify,
+		.dsn_ret = r->inv.dsn_ret,
+		.dsn_envid = r->inv.dsn_envid,
+	};
+	int rc;
+
+	if (http_init(err) < 0)
+		return -1;
+	rc = deliver_message(&dp, err);
+	(void)str_copy(r->final_reply, sizeof(r->final_reply), dp.final_reply);
+	return rc;
+}
+
+static int
 run_send(struct run *r, struct tm_err *err)
 {
 	if (check_arguments(r, err) < 0 || load_config(r, err) < 0 ||
@@ -229,10 +259,51 @@ run_send(struct run *r, struct tm_err *err)
 		return -1;
 	if (r->inv.dry_run)
 		return dryrun_print(stdout, r->config_path, &r->sender, &r->rcpts, &r->msg, err);
-	tm_err_set(err, TM_ERR_IMPL, EX_UNAVAILABLE,
-	    "delivery is not available in this version of tokenmail");
-	tm_err_hint(err, "use --dry-run to see what would be sent");
+	r->resolved = true;
+	return send_now(r, err);
+}
+
+/* Where the message goes when it was not delivered: nothing is lost. */
+static int
+keep_message(struct run *r, struct tm_err *err)
+{
+	const char *path = r->config_loaded ? r->cfg.dead_letter : NULL;
+
+	if (!r->message_taken || r->inv.dry_run || r->msg.spool_fd < 0 || path == NULL)
+		return 0;
+	if (deadletter_save(path, &r->msg, r->sender.envelope, err) == 0) {
+		fprintf(stderr, "  (the message is kept in %s)\n", path);
+		return 0;
+	}
+	tm_err_prefix(err, "the message could not be kept either");
 	return -1;
+}
+
+static void
+log_outcome(const struct run *r, int rc, const struct tm_err *err)
+{
+	struct timespec now;
+	struct log_record rec = { 0 };
+	long msgid = message_find(&r->msg, "Message-ID", 0);
+	struct tm_err ignored;
+
+	if (!r->resolved)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	rec.account = r->sender.account->name;
+	rec.method = config_method_name(r->sender.account->method);
+	rec.envelope_from = r->sender.envelope;
+	rec.rcpts = &r->rcpts;
+	rec.size = message_transmit_size(&r->msg);
+	rec.message_id = msgid >= 0 ? r->msg.fields[msgid].value : "";
+	rec.outcome = rc == 0 ? "sent" : err->exit == EX_TEMPFAIL ? "deferred" : "failed";
+	rec.reply = r->final_reply[0] ? r->final_reply : rc == 0 ? NULL : err->msg;
+	rec.seconds = (double)(now.tv_sec - r->started.tv_sec) +
+	    (double)(now.tv_nsec - r->started.tv_nsec) / 1e9;
+	rec.exit_code = rc == 0 ? 0 : err->exit;
+	tm_err_clear(&ignored);
+	if (log_message(r->cfg.log, r->cfg.log_file, r->inv.log_file, &rec, &ignored) < 0)
+		log_warn("%s", ignored.msg);
 }
 
 static void
@@ -474,9 +545,20 @@ main(int argc, char **argv)
 	log_set_verbose(r.inv.verbose);
 	gather_caller(&r);
 	gather_local_domains(&r);
+	clock_gettime(CLOCK_MONOTONIC, &r.started);
 	if (run_mode(&r, &err) < 0) {
-		log_report(&err, r.context);
-		status = err.exit ? err.exit : EX_SOFTWARE;
+		struct tm_err kept = err;
+
+		log_outcome(&r, -1, &err);
+		log_report(&kept, r.context);
+		status = kept.exit ? kept.exit : EX_SOFTWARE;
+		tm_err_clear(&err);
+		if (keep_message(&r, &err) < 0) {
+			log_report(&err, NULL);
+			status = EX_CANTCREAT;
+		}
+	} else {
+		log_outcome(&r, 0, &err);
 	}
 	run_free(&r);
 	http_cleanup();

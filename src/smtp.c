@@ -449,6 +449,9 @@ smtp_delivered(struct smtp_session *s)
 		if (s->rstatus[k] == RCPT_ACCEPTED) {
 			s->rstatus[k] = RCPT_DONE;
 			s->ndelivered++;
+			s->r->delivered++;
+			if (s->p->rcpt_done)
+				s->p->rcpt_done[k] = true;
 		} else {
 			left++;
 		}

@@ -107,6 +107,9 @@ struct smtp_params {
 	const struct address_list *rcpts;
 	const struct message *msg;	/* streamed from its spool, dot-stuffed */
 	const char *dsn_notify, *dsn_ret, *dsn_envid;	/* -N -R -V, or NULL */
+	bool *rcpt_done;		/* NULL, or rcpts->count flags set true for each
+					   recipient delivered, so that a retry after a
+					   later transaction failed goes to the others only */
 };
 
 struct smtp_result {
@@ -114,6 +117,7 @@ struct smtp_result {
 	struct smtp_reply reply;	/* the last reply that decided the outcome */
 	bool auth_rejected;		/* 535 (or 5.7.x) after AUTH: try one fresh token */
 	size_t round_trips;		/* request/response turns, for -v and benchmarks */
+	size_t delivered;		/* recipients the server took the message for */
 };
 
 /*

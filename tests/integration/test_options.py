@@ -188,14 +188,29 @@ def later_modes_say_so():
 
 
 @test
-def send_without_dry_run_is_refused_clearly():
-    with Workspace() as ws:
-        r = ws.run(["a@example.com"], MSG)
+def graph_delivery_is_refused_clearly_and_the_message_kept():
+    # Graph delivery comes later; until then the message goes to the dead letter.
+    from tmtest import DEFAULT_CONFIG
+    with Workspace(DEFAULT_CONFIG.replace("log: stderr", "log: {dir}/mail.log")) as ws:
+        r = ws.run(["-f", "web@example.com", "-X", os.path.join(ws.dir, "x.log"),
+                    "a@example.com"], MSG)
+        dead = open(os.path.join(ws.dir, "dead.letter"), "rb").read()
+        log = open(os.path.join(ws.dir, "mail.log")).read()
+        xlog = open(os.path.join(ws.dir, "x.log")).read()
     eq(r.rc, 69, repr(r))
     eq(r.out, b"")
-    eq(r.err, "tokenmail: delivery is not available in this version of tokenmail\n"
-              "  hint: use --dry-run to see what would be sent\n"
-              "  (account app, config %s)\n" % os.path.join(ws.dir, "config.yaml"))
+    eq(r.err, "tokenmail: delivery through Microsoft Graph is not available in this version of tokenmail\n"
+              "  hint: use method: smtp for this account for now\n"
+              "  (account web, config %s)\n"
+              "  (the message is kept in %s)\n"
+              % (os.path.join(ws.dir, "config.yaml"), os.path.join(ws.dir, "dead.letter")))
+    match(r"^From web@example.com ", dead.decode())
+    match(r"^\S+ tokenmail\[\d+\]: account=web method=graph from=<web@example.com> "
+          r"to=<a@example.com> size=\d+ msgid=<[0-9a-f]{32}@example.com> result=failed "
+          r"reply=\"delivery through Microsoft Graph is not available in this version of tokenmail\" "
+          r"duration=\d+\.\d\ds exit=69\n$", log)
+    eq(xlog.split(": ", 1)[1], log.split(": ", 1)[1], "-X gets the same line")
+    assert dead.endswith(b"\nSubject: t\n\nbody\n\n"), dead
 
 
 if __name__ == "__main__":

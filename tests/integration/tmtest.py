@@ -380,3 +380,130 @@ def free_port():
     s.close()
     return port
 
+
+
+# ---- The SMTP peer (tests/peers/smtp_peer.py) and the dead letter ----
+
+class SmtpPeer:
+    """A running tests/peers/smtp_peer.py: .port, .messages(), .data(msg),
+    .transcript(), .auth(), .auth_in_clear(), .stop(). config: see the peer's
+    docstring; cert and key default to the workspace PKI's server pair, and
+    with token_peer given its log supplies the valid tokens."""
+
+    def __init__(self, ws, config, name="smtp_peer", token_peer=None):
+        config = dict(config)
+        paths = pki(ws)
+        if config.get("mode", "starttls") != "plain":
+            cert = config.pop("cert_name", "server")
+            config.setdefault("cert", paths[cert])
+            config.setdefault("key", paths[cert + "-key"])
+        if token_peer is not None:
+            config.setdefault("token_log", token_peer.log_path)
+        self.dir = os.path.join(ws.dir, name)
+        self.config_path = os.path.join(ws.dir, name + ".json")
+        self.err_path = os.path.join(ws.dir, name + ".err")
+        with open(self.config_path, "w") as f:
+            json.dump(config, f)
+        with open(self.err_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                [PEER_PYTHON, os.path.join(PEERS_DIR, "smtp_peer.py"), self.config_path,
+                 self.dir], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+        first = read_line(self.proc.stdout, PEER_START_SECONDS)
+        m = re.match(rb"^PORT (\d+)\n$", first)
+        if not m:
+            self.stop()
+            with open(self.err_path, "rb") as f:
+                raise RuntimeError("smtp peer did not start: %r %r" % (first, f.read()[-2000:]))
+        self.port = int(m.group(1))
+
+    def _jsonl(self, name):
+        try:
+            with open(os.path.join(self.dir, name)) as f:
+                return [json.loads(line) for line in f.read().splitlines() if line]
+        except FileNotFoundError:
+            return []
+
+    def messages(self):
+        """Messages accepted with 250 after the final dot, oldest first."""
+        return self._jsonl("messages.jsonl")
+
+    def data(self, msg):
+        """The bytes of an accepted message (dot-stuffing undone)."""
+        with open(os.path.join(self.dir, msg["file"]), "rb") as f:
+            return f.read()
+
+    def transcript(self, conn=None, direction=None):
+        return [e for e in self._jsonl("transcript.jsonl")
+                if (conn is None or e["conn"] == conn)
+                and (direction is None or e["dir"] == direction)]
+
+    def client_lines(self, conn=None):
+        return [e["line"] for e in self.transcript(conn, "C")]
+
+    def connections(self):
+        return sorted({e["conn"] for e in self.transcript()})
+
+    def round_trips(self, conn):
+        return max([e["turn"] for e in self.transcript(conn, "C")] or [0])
+
+    def auth(self):
+        """AUTH attempts, oldest first."""
+        return self._jsonl("auth.jsonl")
+
+    def auth_in_clear(self):
+        """True if any AUTH command, AUTH data or token arrived before TLS."""
+        return (any(not a["tls"] for a in self.auth()) or
+                any(e.get("secret") or (not e["tls"] and e["line"].upper().startswith("AUTH"))
+                    for e in self.transcript(direction="C")))
+
+    def stderr(self):
+        with open(self.err_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self):
+        stop_process(self.proc)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def start_smtp_peer(ws, config, name="smtp_peer", token_peer=None):
+    """Start the fake SMTP server (see SmtpPeer). Stop it with .stop()."""
+    return SmtpPeer(ws, config, name, token_peer)
+
+
+def mboxrd_messages(data):
+    """Split an mboxrd file (bytes) into [(from_line, message bytes)]: the
+    "From " separators removed, ">From "-quoting undone one level, the empty
+    line that ends each message dropped. Line ends are LF."""
+    out = []
+    cur = None
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    for line in lines:
+        if line.startswith(b"From "):
+            if cur is not None:
+                out.append(cur)
+            cur = [line, []]
+            continue
+        assert cur is not None, "mbox does not start with a From line: %r" % data[:80]
+        if re.match(rb"^>+From ", line):
+            line = line[1:]
+        cur[1].append(line)
+    if cur is not None:
+        out.append(cur)
+    result = []
+    for sep, body in out:
+        if body and body[-1] == b"":
+            body = body[:-1]
+        result.append((sep.decode("utf-8", "replace"), b"".join(l + b"\n" for l in body)))
+    return result
+
+
+def lf(data):
+    """CRLF or LF line ends -> LF."""
+    return data.replace(b"\r\n", b"\n")
