@@ -9,13 +9,23 @@
  * to RSET (a transaction is open) or QUIT. After a failure err is never
  * overwritten: later I/O errors go to a scratch error.
  *
- * Pipelining (RFC 2920): MAIL and every RCPT of a transaction go in one
- * group, but DATA is sent only after every RCPT reply has been read. With
- * DATA in the group, a server that refused one recipient permanently and
- * answered 354 would leave us two bad choices: send the message (delivered
- * to a subset, so a retry duplicates it) or a lone "." (an empty message
- * delivered). One more round trip buys "refused recipient: RSET, nothing
- * sent" (SPEC 6). A later change may pipeline the data with CHUNKING (BDAT).
+ * Pipelining (RFC 2920): MAIL, every RCPT of a transaction and DATA go in
+ * one group, flushed once (DATA may end a group, 3.1), and the replies are
+ * read in order: one round trip from MAIL to the 354, one more for the
+ * message. Without PIPELINING each command waits for its reply.
+ *
+ * With DATA in the group, the server may answer 354 after refusing a
+ * recipient (or MAIL). Sending the message then would deliver it to a
+ * subset, so a retry duplicates it; a lone "." would deliver an empty
+ * message; RSET or QUIT would be taken as message data. So the connection
+ * is closed at once with nothing more sent: a server takes the mail only
+ * at the final dot (RFC 5321 4.1.1.4), so the open transaction delivers
+ * nothing, and the outcome stays the refusal (EX_NOUSER, EX_TEMPFAIL):
+ * nothing sent (SPEC 6). If DATA itself is refused (554 no valid
+ * recipients, 503), RSET (QUIT after a refused MAIL) as without
+ * pipelining. Recipients answered 452 (too many) do not stop the others:
+ * their transaction goes on, and the deferred ones get the next. A later
+ * change may pipeline the data too with CHUNKING (BDAT).
  *
  * Secrets: the SASL blob is built in exactly sized buffers (no realloc
  * leaves copies), written by smtp_send_secret() alone, which traces
@@ -377,22 +387,40 @@ smtp_on_starttls(struct smtp_session *s, int code, const char *text)
 
 /* ---- DATA, the message, RSET, QUIT ---- */
 
+/* Pipelined, DATA went with MAIL (smtp_send_mail): only its reply is due. */
 static int
 smtp_send_data(struct smtp_session *s)
 {
-	return smtp_write_cmd(s, "DATA");
+	return s->pipelined ? 0 : smtp_write_cmd(s, "DATA");
 }
 
+/*
+ * The reply to DATA. Pipelined, it comes after refusals too: err already
+ * holds the outcome (MAIL or a recipient refused, none accepted) and the
+ * transaction must deliver nothing.
+ */
 static int
 smtp_on_data(struct smtp_session *s, int code, const char *text)
 {
 	(void)text;
+	if (code == 354 && s->failed) {
+		/* The server waits for message data. Neither the message (a subset
+		   of the recipients), nor "." (an empty message), nor RSET or QUIT
+		   (taken as data) may follow: hang up with the transaction open,
+		   which delivers nothing (RFC 5321 4.1.1.4: the mail is taken at
+		   the final dot). The outcome stays the refusal recorded for MAIL
+		   or RCPT (EX_NOUSER for a 5xx, EX_TEMPFAIL for a 4xx). */
+		log_trace("354 to a transaction with refusals: closing without data");
+		s->broken = true;
+		smtp_set_state(s, SMTP_STATE_QUIT);
+		return -1;
+	}
 	if (code == 354) {
 		smtp_set_state(s, SMTP_STATE_BODY);
 		return 0;
 	}
 	smtp_refused(s, TM_ERR_RESP, 0, "%s refused DATA", s->host);
-	smtp_set_state(s, SMTP_STATE_RSET);
+	smtp_set_state(s, s->mail_failed ? SMTP_STATE_QUIT : SMTP_STATE_RSET);
 	return -1;
 }
 

@@ -126,9 +126,10 @@ struct smtp_result {
  * accepted the message for every recipient, else -1 with err:
  * EX_TEMPFAIL (4xx, connection lost, timeout), EX_UNAVAILABLE (5xx; TLS
  * refused or unverifiable; STARTTLS not offered), EX_NOUSER (a recipient
- * refused permanently: RSET, nothing sent), EX_NOPERM (AUTH refused; also
- * r->auth_rejected), EX_PROTOCOL (a reply that breaks the protocol),
- * EX_DATAERR (larger than the server's SIZE). err->server holds the
+ * refused permanently: nothing sent; RSET, or, when the pipelined DATA
+ * got 354 anyway, the connection closed before any data), EX_NOPERM (AUTH
+ * refused; also r->auth_rejected), EX_PROTOCOL (a reply that breaks the
+ * protocol), EX_DATAERR (larger than the server's SIZE). err->server holds the
  * server's reply and err->hint what to change (Microsoft's usual replies
  * each have one).
  */

@@ -1,6 +1,7 @@
 /*
- * smtp_mail.c: MAIL and RCPT: the envelope of each transaction, pipelined when
- * the server offers it, and what each recipient's reply means (see smtp.c).
+ * smtp_mail.c: MAIL and RCPT: the envelope of each transaction, pipelined
+ * with DATA when the server offers it, and what each recipient's reply
+ * means (see smtp.c).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -155,10 +156,14 @@ smtp_send_mail(struct smtp_session *s)
 	if (smtp_write_cmd(s, cmd) == -1)
 		return -1;
 	s->pipelined = (s->caps.flags & SMTP_CAP_PIPELINING) != 0;
-	for (i = 0; s->pipelined && i < s->nbatch; i++)
+	if (!s->pipelined)
+		return 0;
+	/* One group (RFC 2920 3.1: DATA may end it): MAIL, every RCPT, DATA.
+	   smtp_exchange flushes it once; the replies are read in order. */
+	for (i = 0; i < s->nbatch; i++)
 		if (smtp_write_rcpt(s) == -1)
 			return -1;
-	return 0;
+	return smtp_write_cmd(s, "DATA");
 }
 
 int
@@ -171,7 +176,7 @@ smtp_on_mail(struct smtp_session *s, int code, const char *text)
 	}
 	smtp_refused(s, TM_ERR_RESP, 0, "%s refused MAIL FROM:<%s>", s->host,
 	    s->p->envelope_from);
-	/* The pipelined RCPT replies are still on their way: read them. */
+	/* The pipelined RCPT and DATA replies are still on their way: read them. */
 	s->mail_failed = s->pipelined;
 	smtp_set_state(s, s->pipelined ? SMTP_STATE_RCPT : SMTP_STATE_QUIT);
 	return -1;
@@ -220,18 +225,22 @@ smtp_rcpt_result(struct smtp_session *s, size_t i)
 	}
 }
 
-/* Every RCPT reply read: DATA, or RSET and nothing sent. */
+/*
+ * Every RCPT reply read. Pipelined, DATA went in the group and its reply
+ * comes next whatever happened (smtp_on_data aborts the transaction when
+ * it must; a refused MAIL, which only a pipelined group reads on from, is
+ * already the outcome). Otherwise DATA, or RSET and nothing sent.
+ */
 static int
 smtp_rcpt_done(struct smtp_session *s)
 {
-	if (s->mail_failed) {
-		smtp_set_state(s, SMTP_STATE_QUIT);
-		return -1;
-	}
 	if (!s->failed && s->naccepted == 0)
 		smtp_refused(s, TM_ERR_RESP, EX_TEMPFAIL, "%s accepted none of the recipients",
 		    s->host);
-	smtp_set_state(s, s->failed ? SMTP_STATE_RSET : SMTP_STATE_DATA);
+	if (s->pipelined)
+		smtp_set_state(s, SMTP_STATE_DATA);
+	else
+		smtp_set_state(s, s->failed ? SMTP_STATE_RSET : SMTP_STATE_DATA);
 	return s->failed ? -1 : 0;
 }
 

@@ -1,7 +1,8 @@
 /*
  * smtp_priv.h: what the parts of the SMTP client share (smtp.c: the
  * session, connection, EHLO, STARTTLS, DATA and the state machine;
- * smtp_auth.c: AUTH and the SASL responses; smtp_mail.c: MAIL and RCPT).
+ * smtp_auth.c: AUTH and the SASL responses; smtp_mail.c: MAIL and RCPT,
+ * and with PIPELINING the group MAIL, RCPT..., DATA).
  * Private to those files.
  */
 #ifndef TM_SMTP_PRIV_H
@@ -79,8 +80,9 @@ struct smtp_session {
 	size_t nbatch, rcpt_sent, rcpt_read;
 	size_t naccepted;		/* in this transaction */
 	size_t ndelivered;		/* in earlier transactions */
-	bool pipelined;			/* the RCPTs went with MAIL */
-	bool mail_failed;		/* read the pipelined RCPT replies, then QUIT */
+	bool pipelined;			/* the RCPTs and DATA went with MAIL */
+	bool mail_failed;		/* read the pipelined RCPT and DATA replies,
+					   then QUIT (or hang up after a 354) */
 	bool rcpt_perm;			/* a recipient was refused permanently */
 };
 

@@ -295,12 +295,15 @@ def plain_text_starttls_xoauth2():
         eq(verbs[:3], ["EHLO", "STARTTLS", "EHLO"], "EHLO, STARTTLS, EHLO again")
         eq(verbs[3], "AUTH", "AUTH right after the second EHLO")
         eq(verbs[-1], "QUIT", "QUIT at the end")
-        # PIPELINING is offered: MAIL and every RCPT go in one round trip
-        # (DATA waits for their replies: RFC 2920 allows either).
+        # PIPELINING is offered: MAIL, every RCPT and DATA go in one round
+        # trip (RFC 2920 3.1: DATA may end the group), the message in the next.
         conn = env.smtp.connections()[0]
         turns = {e["turn"] for e in env.smtp.transcript(conn, "C")
-                 if e["line"].split(" ")[0].upper() in ("MAIL", "RCPT")}
-        eq(len(turns), 1, "MAIL/RCPT round trips")
+                 if e["line"].split(" ")[0].upper() in ("MAIL", "RCPT", "DATA")}
+        eq(len(turns), 1, "MAIL/RCPT/DATA round trips")
+        data_turns = [e["turn"] for e in env.smtp.transcript(conn, "*")
+                      if e["line"].startswith("data ")]
+        eq(data_turns, [min(turns) + 1], "the message right after the 354")
         eq(m["mail_params"].get("SIZE"), str(m["size"]), "SIZE= the octets sent")
         injected = [e for e in env.smtp.transcript(direction="*") if e.get("injection")]
         eq(injected, [], "commands sent behind STARTTLS")
@@ -746,14 +749,46 @@ def rcpt_550_is_67_and_nothing_is_sent():
         c = env.smtp.client_lines()
         verbs = [l.split(" ")[0].upper() for l in c]
         eq(verbs.count("RCPT"), len(MSG_RCPTS), "every RCPT sent (pipelined)")
-        assert "DATA" not in verbs, "DATA after a permanent refusal: %r" % verbs
-        eq(verbs[-2:], ["RSET", "QUIT"], "RSET, then QUIT")
+        # DATA went in the group and got 354 (two recipients were accepted):
+        # the client hangs up with nothing more, no data, no "." (an empty
+        # message), no RSET or QUIT (they would be message data).
+        eq(verbs[-1], "DATA", "nothing after the pipelined DATA: %r" % verbs)
+        data = [e for e in env.smtp.transcript(direction="*") if e["line"].startswith("data ")]
+        eq(data, [], "message data sent")
         match(r"^  RCPT TO:<carol@example\.net>: 550 5\.1\.10 ", r.err, "detail line")
 
     perm_fault({"stage": "RCPT", "rcpt": "carol@example.net",
                 "reply": "550 5.1.10 RESOLVER.ADR.RecipientNotFound; not found"},
                67, HOST + r"refused RCPT TO:<carol@example\.net>$",
                "550 5.1.10 RESOLVER.ADR.RecipientNotFound", then=then)
+
+
+@test
+def pipelined_group_is_one_turn_and_a_550_delivers_nothing():
+    # MAIL, every RCPT and DATA arrive in one turn; the peer, like a real
+    # server, answers DATA 354 because two recipients were accepted. Nothing
+    # may be delivered: the peer must record no message.
+    fault = {"stage": "RCPT", "rcpt": "hidden@example.net",
+             "reply": "550 5.1.1 User unknown"}
+    with Env(smtp={"faults": [fault]}) as env:
+        r = env.send(["-t", "-i"], MSG)
+        eq(r.rc, 67, "exit code: %r" % r)
+        eq(env.smtp.messages(), [], "messages delivered")
+        eq(len(env.smtp.connections()), 1, "connections")
+        conn = env.smtp.connections()[0]
+        group = [e for e in env.smtp.transcript(conn, "C")
+                 if e["line"].split(" ")[0].upper() in ("MAIL", "RCPT", "DATA")]
+        eq([e["line"].split(" ")[0].upper() for e in group],
+           ["MAIL"] + ["RCPT"] * len(MSG_RCPTS) + ["DATA"], "the group")
+        eq(len({e["turn"] for e in group}), 1, "MAIL, RCPT and DATA in one turn")
+        replies = [e["line"] for e in env.smtp.transcript(conn, "S")
+                   if e["turn"] == group[0]["turn"]]
+        eq([l[:3] for l in replies], ["250", "250", "250", "550", "354"], "the replies")
+        eq(env.smtp.client_lines(conn)[-1], "DATA", "nothing sent after the 354")
+        events = [e["line"] for e in env.smtp.transcript(conn, "*")]
+        eq([l for l in events if l.startswith("data ")], [], "message data")
+        assert "eof" in events, "the client closed the connection: %r" % events
+        eq(len(env.dead()), 1, "dead letter")
 
 
 @test

@@ -508,8 +508,9 @@ static const char *const s_pipelined[] = {
 	"C:MAIL FROM:<" TEST_FROM "> SIZE=48 RET=HDRS ENVID=id+2Bx",
 	"C:RCPT TO:<a@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;a@example.com",
 	"C:RCPT TO:<b@example.com> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;b@example.com",
+	"C:DATA",
 	"S:250 2.1.0 Sender OK", "S:250 2.1.5 Recipient OK", "S:250 2.1.5 Recipient OK",
-	"C:DATA", "S:354 go", DEFAULT_DATA, "S:250 2.0.0 OK <id@example>",
+	"S:354 go", DEFAULT_DATA, "S:250 2.0.0 OK <id@example>",
 	"C:QUIT", "S:221 bye", NULL
 };
 
@@ -545,10 +546,35 @@ static const char *const s_oauthbearer_error[] = {
 	"C:AQ==", "S:535 5.7.8 Authentication failed", "C:QUIT", NULL
 };
 
+/* MAIL, RCPT... and DATA in one group. One recipient refused, yet DATA got
+   354: the client hangs up, no data, no ".", no RSET or QUIT (taken as data). */
 static const char *const s_rcpt_550[] = {
 	GREET, EHLO, "S:250-fake.example", "S:250 PIPELINING",
 	"C:MAIL FROM:<" TEST_FROM ">", "C:RCPT TO:<a@example.com>", "C:RCPT TO:<b@example.com>",
-	"S:250 2.1.0 ok", "S:250 2.1.5 ok", "S:550 5.1.1 User unknown",
+	"C:DATA", "S:250 2.1.0 ok", "S:250 2.1.5 ok", "S:550 5.1.1 User unknown",
+	"S:354 Start mail input; end with <CRLF>.<CRLF>", NULL
+};
+
+static const char *const s_rcpt_451[] = {
+	GREET, EHLO, "S:250-fake.example", "S:250 PIPELINING",
+	"C:MAIL FROM:<" TEST_FROM ">", "C:RCPT TO:<a@example.com>", "C:RCPT TO:<b@example.com>",
+	"C:DATA", "S:250 2.1.0 ok", "S:250 2.1.5 ok", "S:451 4.4.0 Temporary lookup failure",
+	"S:354 go", NULL
+};
+
+/* Every recipient refused: DATA gets 554, so RSET, QUIT, nothing sent. */
+static const char *const s_rcpt_all_550[] = {
+	GREET, EHLO, "S:250-fake.example", "S:250 PIPELINING",
+	"C:MAIL FROM:<" TEST_FROM ">", "C:RCPT TO:<a@example.com>", "C:RCPT TO:<b@example.com>",
+	"C:DATA", "S:250 2.1.0 ok", "S:550 5.1.1 User unknown", "S:550 5.1.1 User unknown",
+	"S:554 5.5.1 No valid recipients", "C:RSET", "S:250 2.0.0 reset", "C:QUIT", NULL
+};
+
+/* Without PIPELINING a refused recipient is known before DATA: RSET. */
+static const char *const s_rcpt_550_unpipelined[] = {
+	GREET, EHLO, "S:250 fake.example",
+	"C:MAIL FROM:<" TEST_FROM ">", "S:250 ok", "C:RCPT TO:<a@example.com>", "S:250 ok",
+	"C:RCPT TO:<b@example.com>", "S:550 5.1.1 User unknown",
 	"C:RSET", "S:250 2.0.0 reset", "C:QUIT", NULL
 };
 
@@ -564,11 +590,22 @@ static const char *const s_452[] = {
 	"C:QUIT", NULL
 };
 
+/* The same with PIPELINING: one group per transaction, one round trip each. */
+static const char *const s_452_pipelined[] = {
+	GREET, EHLO, "S:250-fake.example", "S:250 PIPELINING",
+	"C:MAIL FROM:<" TEST_FROM ">", "C:RCPT TO:<a@example.com>", "C:RCPT TO:<b@example.com>",
+	"C:DATA", "S:250 ok", "S:250 ok", "S:452 4.5.3 Too many recipients", "S:354 go",
+	DEFAULT_DATA, "S:250 first",
+	"C:MAIL FROM:<" TEST_FROM ">", "C:RCPT TO:<b@example.com>", "C:DATA",
+	"S:250 ok", "S:250 ok", "S:354 go", DEFAULT_DATA, "S:250 second",
+	"C:QUIT", NULL
+};
+
 static const char *const s_mail_4xx[] = {
 	GREET, EHLO, "S:250-fake.example", "S:250 PIPELINING",
-	"C:MAIL FROM:<" TEST_FROM ">", "C:RCPT TO:<a@example.com>",
+	"C:MAIL FROM:<" TEST_FROM ">", "C:RCPT TO:<a@example.com>", "C:DATA",
 	"S:432 4.3.2 Concurrent connections limit exceeded", "S:503 5.5.1 need MAIL",
-	"C:QUIT", NULL
+	"S:503 5.5.1 need MAIL", "C:QUIT", NULL
 };
 
 static const char *const s_final_554[] = {
@@ -640,7 +677,7 @@ test_sessions(void)
 		{ "plain", s_plain, SMTP_TLS_NONE, SMTP_AUTH_NONE, NULL, NULL, "b@example.com",
 		  NULL, NULL, NULL, 0, 0, NULL, NULL, false, 6 },
 		{ "pipelined", s_pipelined, SMTP_TLS_NONE, SMTP_AUTH_XOAUTH2, NULL, NULL,
-		  "b@example.com", "SUCCESS,FAILURE", "hdrs", "id+x", 0, 0, NULL, NULL, false, 5 },
+		  "b@example.com", "SUCCESS,FAILURE", "hdrs", "id+x", 0, 0, NULL, NULL, false, 4 },
 		{ "literal blob", s_literal_blob, SMTP_TLS_NONE, SMTP_AUTH_XOAUTH2, NULL, NULL,
 		  NULL, NULL, NULL, NULL, 0, 0, NULL, NULL, false, 6 },
 		{ "two-step", s_two_step, SMTP_TLS_NONE, SMTP_AUTH_XOAUTH2, long_token, NULL,
@@ -651,11 +688,23 @@ test_sessions(void)
 		{ "oauthbearer error", s_oauthbearer_error, SMTP_TLS_NONE, SMTP_AUTH_OAUTHBEARER,
 		  NULL, NULL, NULL, NULL, NULL, NULL, 0, EX_NOPERM, "refused authentication",
 		  "invalid_token", true, -1 },
-		{ "rcpt 550", s_rcpt_550, SMTP_TLS_NONE, SMTP_AUTH_NONE, NULL, NULL,
+		{ "rcpt 550, DATA 354", s_rcpt_550, SMTP_TLS_NONE, SMTP_AUTH_NONE, NULL, NULL,
 		  "b@example.com", NULL, NULL, NULL, 0, EX_NOUSER,
-		  "127.0.0.1 refused RCPT TO:<b@example.com>", "550 5.1.1 User unknown", false, -1 },
+		  "127.0.0.1 refused RCPT TO:<b@example.com>", "550 5.1.1 User unknown", false, 2 },
+		{ "rcpt 451, DATA 354", s_rcpt_451, SMTP_TLS_NONE, SMTP_AUTH_NONE, NULL, NULL,
+		  "b@example.com", NULL, NULL, NULL, 0, EX_TEMPFAIL,
+		  "127.0.0.1 refused RCPT TO:<b@example.com> for now",
+		  "451 4.4.0 Temporary lookup failure", false, 2 },
+		{ "all rcpt 550, DATA 554", s_rcpt_all_550, SMTP_TLS_NONE, SMTP_AUTH_NONE, NULL,
+		  NULL, "b@example.com", NULL, NULL, NULL, 0, EX_NOUSER,
+		  "127.0.0.1 refused RCPT TO:<a@example.com>", "550 5.1.1 User unknown", false, 3 },
+		{ "rcpt 550 unpipelined", s_rcpt_550_unpipelined, SMTP_TLS_NONE, SMTP_AUTH_NONE,
+		  NULL, NULL, "b@example.com", NULL, NULL, NULL, 0, EX_NOUSER,
+		  "127.0.0.1 refused RCPT TO:<b@example.com>", "550 5.1.1 User unknown", false, 5 },
 		{ "452", s_452, SMTP_TLS_NONE, SMTP_AUTH_NONE, NULL, NULL, "b@example.com",
 		  NULL, NULL, NULL, 0, 0, NULL, NULL, false, -1 },
+		{ "452 pipelined", s_452_pipelined, SMTP_TLS_NONE, SMTP_AUTH_NONE, NULL, NULL,
+		  "b@example.com", NULL, NULL, NULL, 0, 0, NULL, NULL, false, 5 },
 		{ "mail 4xx", s_mail_4xx, SMTP_TLS_NONE, SMTP_AUTH_NONE, NULL, NULL, NULL,
 		  NULL, NULL, NULL, 0, EX_TEMPFAIL, "refused MAIL FROM:<" TEST_FROM ">",
 		  "concurrent", false, -1 },
