@@ -789,6 +789,9 @@ class Handler(socketserver.BaseRequestHandler):
     state = None
 
     def handle(self):
+        # Like a real MTA: replies leave at once (no Nagle delay waiting for
+        # the client's delayed ACK when a reply is sent in several writes).
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         Session(self.state, self.request).run()
 
 
