@@ -52,7 +52,6 @@ struct run {
 	struct address_list rcpts;	/* envelope recipients */
 	struct sender sender;
 	bool message_taken;		/* stdin was read: a failure keeps the message */
-	bool resolved;			/* sender and recipients known: log the outcome */
 	char final_reply[512];
 	struct timespec started;
 	char context[TM_PATH_MAX + 128];
@@ -259,8 +258,16 @@ run_send(struct run *r, struct tm_err *err)
 		return -1;
 	if (r->inv.dry_run)
 		return dryrun_print(stdout, r->config_path, &r->sender, &r->rcpts, &r->msg, err);
-	r->resolved = true;
 	return send_now(r, err);
+}
+
+/* The From_ line's sender: the envelope once decided, else -f, else the user. */
+static const char *
+envelope_for_dead_letter(const struct run *r)
+{
+	if (r->sender.account != NULL)
+		return r->sender.envelope;
+	return r->inv.sender ? r->inv.sender : r->login;
 }
 
 /* Where the message goes when it was not delivered: nothing is lost. */
@@ -271,7 +278,7 @@ keep_message(struct run *r, struct tm_err *err)
 
 	if (!r->message_taken || r->inv.dry_run || r->msg.spool_fd < 0 || path == NULL)
 		return 0;
-	if (deadletter_save(path, &r->msg, r->sender.envelope, err) == 0) {
+	if (deadletter_save(path, &r->msg, envelope_for_dead_letter(r), err) == 0) {
 		fprintf(stderr, "  (the message is kept in %s)\n", path);
 		return 0;
 	}
@@ -279,23 +286,29 @@ keep_message(struct run *r, struct tm_err *err)
 	return -1;
 }
 
+/*
+ * The log line (SPEC 7) for every message read in a real send, also one
+ * refused before delivery (no account or recipient yet: those fields are
+ * left out). Its own failure is only a warning.
+ */
 static void
 log_outcome(const struct run *r, int rc, const struct tm_err *err)
 {
-	struct timespec now;
-	struct log_record rec = { 0 };
+	const struct account *a = r->sender.account;
 	long msgid = message_find(&r->msg, "Message-ID", 0);
+	struct log_record rec = { 0 };
+	struct timespec now;
 	struct tm_err ignored;
 
-	if (!r->resolved)
+	if (!r->message_taken || r->inv.dry_run || !r->config_loaded)
 		return;
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	rec.account = r->sender.account->name;
-	rec.method = config_method_name(r->sender.account->method);
-	rec.envelope_from = r->sender.envelope;
-	rec.rcpts = &r->rcpts;
-	rec.size = message_transmit_size(&r->msg);
-	rec.message_id = msgid >= 0 ? r->msg.fields[msgid].value : "";
+	rec.account = a ? a->name : NULL;
+	rec.method = a ? config_method_name(a->method) : NULL;
+	rec.envelope_from = a ? r->sender.envelope : NULL;
+	rec.rcpts = r->rcpts.count ? &r->rcpts : &r->wanted;
+	rec.size = r->msg.spool_fd >= 0 ? message_transmit_size(&r->msg) : -1;
+	rec.message_id = msgid >= 0 ? r->msg.fields[msgid].value : NULL;
 	rec.outcome = rc == 0 ? "sent" : err->exit == EX_TEMPFAIL ? "deferred" : "failed";
 	rec.reply = r->final_reply[0] ? r->final_reply : rc == 0 ? NULL : err->msg;
 	rec.seconds = (double)(now.tv_sec - r->started.tv_sec) +

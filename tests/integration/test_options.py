@@ -213,5 +213,22 @@ def graph_delivery_is_refused_clearly_and_the_message_kept():
     assert dead.endswith(b"\nSubject: t\n\nbody\n\n"), dead
 
 
+@test
+def a_message_refused_before_delivery_is_logged_and_kept():
+    from tmtest import DEFAULT_CONFIG
+    config = DEFAULT_CONFIG.replace("log: stderr", "log: {dir}/mail.log").replace(
+        "default_account: app\n", "")
+    with Workspace(config) as ws:
+        r = ws.run(["-f", "stranger@example.org", "a@example.com"], MSG)
+        log = open(os.path.join(ws.dir, "mail.log")).read()
+        dead = open(os.path.join(ws.dir, "dead.letter"), "rb").read()
+    eq(r.rc, 77, repr(r))
+    match(r"^tokenmail: no account may send as 'stranger@example.org'\n", r.err)
+    match(r"^\S+ tokenmail\[\d+\]: to=<a@example.com> size=\d+ result=failed "
+          r"reply=\"no account may send as 'stranger@example.org'\" duration=\S+ exit=77\n$",
+          log)
+    match(r"^From stranger@example.org ", dead.decode())
+
+
 if __name__ == "__main__":
     raise SystemExit(run_all())

@@ -9,6 +9,7 @@ in clear, the dead letter (mboxrd) and that nothing was delivered twice.
 Retries are kept short: retry {attempts: 2, max_seconds: 5}, timeout 2.
 TM_SHOW_ERR=1 prints each failure's stderr as TAP comments.
 """
+import base64
 import hashlib
 import json
 import os
@@ -697,6 +698,37 @@ def retry_after_a_partial_delivery_goes_to_the_others_only():
         eq(got, [rcpts[:2], rcpts[2:]], "each recipient exactly once")
         eq(len(env.smtp.connections()), 2, "a second attempt")
         eq(env.dead(), [], "dead letter")
+
+
+@test
+def dead_letter_that_cannot_be_written_is_73():
+    fault = {"stage": "MAIL", "reply": "550 5.7.1 Not today"}
+    with Env(smtp={"faults": [fault]}) as env:
+        env.dead_letter = os.path.join(env.dir, "no-such-dir", "dead.letter")
+        env.write_config({}, 2, "")
+        r = env.send(["-t", "-i"], MSG)
+        eq(r.rc, 73, "exit code: %r" % r)
+        eq(r.out, b"")
+        lines = r.err.splitlines()
+        match(MAIL_REFUSED, lines[0], "the delivery failure first")
+        assert any(l.startswith("tokenmail: the message could not be kept either: ")
+                   and env.dead_letter in l for l in lines), r.err
+        eq(env.smtp.messages(), [], "messages accepted")
+
+
+@test
+def verbose_trace_shows_the_session_but_never_the_token():
+    with Env() as env:
+        r = env.send(["-v", "-t", "-i"], MSG)
+        eq(r.rc, 0, "exit code: %r" % r)
+        match(r"^tokenmail: .*AUTH XOAUTH2", r.err, "the AUTH command is traced")
+        assert "<redacted>" in r.err, r.err
+        for token in env.issued():
+            assert token not in r.err, "token in the -v trace"
+            blob = base64.b64encode(("user=%s\x01auth=Bearer %s\x01\x01" % (USER, token))
+                                    .encode()).decode()
+            assert blob[:40] not in r.err, "SASL blob in the -v trace"
+        assert SECRET not in r.err, "client secret in the -v trace"
 
 
 # ------------------------------------------------------------ permanent faults
