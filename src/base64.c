@@ -15,35 +15,6 @@ static const char alphabet_std[] =
 static const char alphabet_url[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
-/*
- * Make room for n more octets (and the terminator) in b without leaving a
- * copy of its old contents in freed memory. -1 if b's limit forbids it.
- */
-static int
-reserve_wiped(struct strbuf *b, size_t n)
-{
-	size_t need, cap;
-	char *p;
-
-	if (n > b->limit || b->len > b->limit - n)
-		return -1;
-	need = b->len + n + 1;
-	if (need <= b->cap)
-		return 0;
-	cap = b->cap ? b->cap : 64;
-	while (cap < need)
-		cap *= 2;
-	p = xmalloc(cap);
-	if (b->data != NULL) {
-		memcpy(p, b->data, b->len + 1);
-		secret_wipe(b->data, b->cap);
-		free(b->data);
-	}
-	b->data = p;
-	b->cap = cap;
-	return 0;
-}
-
 static int
 encode(struct strbuf *b, const void *data, size_t len, const char *abc, bool pad)
 {
@@ -53,7 +24,7 @@ encode(struct strbuf *b, const void *data, size_t len, const char *abc, bool pad
 
 	if (len % 3)
 		out_len += pad ? 4 : len % 3 + 1;
-	if (len > SIZE_MAX / 2 || reserve_wiped(b, out_len) < 0)
+	if (len > SIZE_MAX / 2 || strbuf_reserve_wiped(b, out_len) < 0)
 		return -1;
 	o = b->data + b->len;
 	for (i = 0; i + 2 < len; i += 3) {
@@ -160,7 +131,7 @@ decode(struct strbuf *b, const char *text, size_t len, const char *abc)
 	if (n < 0)
 		return -1;
 	out_len = (size_t)n / 4 * 3 + ((size_t)n % 4 ? (size_t)n % 4 - 1 : 0);
-	if (reserve_wiped(b, out_len) < 0)
+	if (strbuf_reserve_wiped(b, out_len) < 0)
 		return -1;
 	if (decode_into((unsigned char *)b->data + b->len, text, (size_t)n, abc) < 0) {
 		secret_wipe(b->data + b->len, out_len);

@@ -87,37 +87,10 @@ http_cleanup(void)
 
 /* ---- buffers ---- */
 
-/* Room for n more octets in b without leaving its old contents in freed
-   memory (the body or form may hold secrets). -1 past b's limit. */
-static int
-reserve_wiped(struct strbuf *b, size_t n)
-{
-	size_t need, cap;
-	char *p;
-
-	if (n > b->limit || b->len > b->limit - n)
-		return -1;
-	need = b->len + n + 1;
-	if (need <= b->cap)
-		return 0;
-	cap = b->cap ? b->cap : 256;
-	while (cap < need)
-		cap *= 2;
-	p = xmalloc(cap);
-	if (b->data != NULL) {
-		memcpy(p, b->data, b->len + 1);
-		secret_wipe(b->data, b->cap);
-		free(b->data);
-	}
-	b->data = p;
-	b->cap = cap;
-	return 0;
-}
-
 static int
 append_wiped(struct strbuf *b, const void *data, size_t n)
 {
-	if (reserve_wiped(b, n) < 0)
+	if (strbuf_reserve_wiped(b, n) < 0)
 		return -1;
 	return strbuf_append(b, data, n);
 }
@@ -651,7 +624,7 @@ http_url_escape(struct strbuf *b, const char *s)
 
 	for (p = (const unsigned char *)s; *p; p++)
 		n += unreserved(*p) ? 1 : 3;
-	if (reserve_wiped(b, n) < 0)
+	if (strbuf_reserve_wiped(b, n) < 0)
 		return -1;
 	o = b->data + b->len;
 	for (p = (const unsigned char *)s; *p; p++) {

@@ -223,6 +223,31 @@ strbuf_appendf(struct strbuf *b, const char *fmt, ...)
 	return rc;
 }
 
+int
+strbuf_reserve_wiped(struct strbuf *b, size_t n)
+{
+	size_t need, cap;
+	char *p;
+
+	if (n > b->limit || b->len > b->limit - n)
+		return -1;
+	need = b->len + n + 1;
+	if (need <= b->cap)
+		return 0;
+	cap = b->cap ? b->cap : 64;
+	while (cap < need)
+		cap *= 2;
+	p = xmalloc(cap);
+	if (b->data != NULL) {
+		memcpy(p, b->data, b->len + 1);
+		secret_wipe(b->data, b->cap);
+		free(b->data);
+	}
+	b->data = p;
+	b->cap = cap;
+	return 0;
+}
+
 void
 strbuf_reset(struct strbuf *b)
 {

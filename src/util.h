@@ -53,6 +53,12 @@ int strbuf_append_str(struct strbuf *b, const char *s);
 int strbuf_appendf(struct strbuf *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void strbuf_reset(struct strbuf *b);
+/*
+ * Make room for n more octets (and the terminator) in b, moving its
+ * contents to a new block and wiping the old one, so that a buffer holding
+ * a secret leaves no copy in freed memory. -1 if b's limit forbids it.
+ */
+int strbuf_reserve_wiped(struct strbuf *b, size_t n);
 /* Give the caller ownership of the data (never NULL); b is reset. */
 char *strbuf_take(struct strbuf *b);
 void strbuf_free(struct strbuf *b);

@@ -45,6 +45,13 @@ test_strbuf(void)
 	free(s);
 	tap_ok(b.data == NULL && b.len == 0, "strbuf: empty after take");
 	strbuf_free(&b);
+
+	strbuf_init(&b, 100);
+	tap_is_int(strbuf_append_str(&b, "secret"), 0, "strbuf: append before reserve");
+	tap_is_int(strbuf_reserve_wiped(&b, 90), 0, "strbuf_reserve_wiped: within the limit");
+	tap_ok(b.cap >= 97 && strcmp(b.data, "secret") == 0, "strbuf_reserve_wiped: contents kept");
+	tap_is_int(strbuf_reserve_wiped(&b, 95), -1, "strbuf_reserve_wiped: past the limit");
+	strbuf_free(&b);
 }
 
 static void
