@@ -169,6 +169,10 @@ def match(pattern, text, what=""):
     assert re.search(pattern, text, re.M), "%s\n  %r !~ %r" % (what, text, pattern)
 
 
+class Skip(Exception):
+    """Raised by a test that cannot run on this machine (say why)."""
+
+
 def run_all():
     failed = 0
     for i, fn in enumerate(_tests, 1):
@@ -176,6 +180,8 @@ def run_all():
         try:
             fn()
             print("ok %d - %s" % (i, name))
+        except Skip as why:
+            print("ok %d - %s # SKIP %s" % (i, name, why))
         except Exception:
             failed += 1
             print("not ok %d - %s" % (i, name))
