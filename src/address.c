@@ -1,7 +1,7 @@
 /*
  * address.c: the RFC 5322 address-list parser (section 3.4 with the obsolete
- * forms of section 4.4, UTF-8 as RFC 6532 allows), and the small helpers that
- * check, compare and format addresses.
+ * forms of section 4.4, UTF-8 as RFC 6532 allows). The small helpers that
+ * check, compare and format addresses are in address_util.c.
  *
  * Two layers. The lexer turns the text into tokens (atom, quoted string,
  * domain literal, special character) and skips CFWS, noting for each token
@@ -45,12 +45,10 @@
 #include <sysexits.h>
 
 #include "address.h"
+#include "address_priv.h"
 #include "log.h"
 #include "tm_limits.h"
 #include "util.h"
-
-/* Room for the sanitized text quoted in an error message. */
-#define SHOWN_MAX	100
 
 enum tok_kind {
 	TOK_END,
@@ -109,68 +107,12 @@ is_wsp(unsigned char c)
 	return c == ' ' || c == '\t';
 }
 
-static bool
-is_ctl(unsigned char c)
-{
-	return c < 0x20 || c == 0x7f;
-}
-
-static bool
-is_alnum(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9');
-}
-
-/* atext (RFC 5322 3.2.3). Every byte >= 0x80 counts: the text has been
-   checked to be UTF-8, so these bytes form whole characters (RFC 6532 3.2). */
-static bool
-is_atext(unsigned char c)
-{
-	return is_alnum(c) || c >= 0x80 ||
-	    (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
-}
-
 /* Domain labels: letters, digits, '-', UTF-8 (IDN U-labels), and '_' which
    real host names contain even though RFC 1123 does not allow it. */
 static bool
 is_domain_char(unsigned char c)
 {
 	return is_alnum(c) || c >= 0x80 || c == '-' || c == '_';
-}
-
-/* Length of the valid UTF-8 sequence at s (avail bytes left), 0 if invalid:
-   overlong forms, surrogates and code points above U+10FFFF are refused. */
-static size_t
-utf8_len(const unsigned char *s, size_t avail)
-{
-	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
-	size_t n, i;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		n = 2;
-	else if (c >= 0xe0 && c <= 0xef)
-		n = 3;
-	else if (c >= 0xf0 && c <= 0xf4)
-		n = 4;
-	else
-		return 0;
-	if (c == 0xe0)
-		lo = 0xa0;
-	else if (c == 0xed)
-		hi = 0x9f;
-	else if (c == 0xf0)
-		lo = 0x90;
-	else if (c == 0xf4)
-		hi = 0x8f;
-	if (n > avail || s[1] < lo || s[1] > hi)
-		return 0;
-	for (i = 2; i < n; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	return n;
 }
 
 /* Why s[len] can never be an address, or NULL. NUL, CR and LF could end a
@@ -194,24 +136,6 @@ bad_byte(const char *s, size_t len, size_t *at)
 		i += n;
 	}
 	return NULL;
-}
-
-static bool
-ascii_eq_n(const char *a, const char *b, size_t n)
-{
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
-
-		if (x >= 'A' && x <= 'Z')
-			x = (unsigned char)(x - 'A' + 'a');
-		if (y >= 'A' && y <= 'Z')
-			y = (unsigned char)(y - 'A' + 'a');
-		if (x != y)
-			return false;
-	}
-	return true;
 }
 
 /* Copy s[len] to out without the backslashes of quoted-pairs; returns the
@@ -929,18 +853,6 @@ parse_mailbox_body(struct parser *ps, struct address *a)
 	return parse_at_domain(ps, a);
 }
 
-static void
-list_push(struct address_list *list, struct address *a)
-{
-	if (list->count == list->cap) {
-		list->cap = list->cap ? list->cap * 2 : 8;
-		list->items = xreallocarray(list->items, list->cap,
-		    sizeof(*list->items));
-	}
-	list->items[list->count++] = *a;
-	memset(a, 0, sizeof(*a));
-}
-
 /* address = mailbox / group. Appends what it read to list. */
 static int
 parse_address(struct parser *ps, struct address_list *list,
@@ -1068,216 +980,4 @@ out:
 	free(ps.ph.toks);
 	address_list_free(&tmp);
 	return rc;
-}
-
-int
-address_spec(const struct address *a, char *out, size_t size)
-{
-	if (a->domain == NULL)
-		return str_copy(out, size, a->local);
-	return str_format(out, size, "%s@%s", a->local, a->domain);
-}
-
-/* A spec is usable when the parser reads it as one mailbox and writes it
-   back byte for byte: then it has no comment, display name, white space or
-   brackets, and every rule of the parser (UTF-8, lengths, dots) holds. */
-int
-address_check_spec(const char *spec, struct tm_err *err)
-{
-	struct address a;
-	char buf[TM_ADDRESS_MAX + 1], shown[SHOWN_MAX];
-	const char *why = NULL;
-
-	if (address_parse_mailbox(&a, spec, err) == -1)
-		return -1;
-	if (a.local[0] == '\0')
-		why = "the null sender is not an address";
-	else if (address_spec(&a, buf, sizeof(buf)) == -1 ||
-	    strcmp(buf, spec) != 0)
-		why = "not a bare address (display name, comment, white space "
-		    "or angle brackets)";
-	address_free(&a);
-	if (why == NULL)
-		return 0;
-	log_sanitize(shown, sizeof(shown), spec, strlen(spec));
-	return tm_err_set(err, TM_ERR_DATA, EX_DATAERR,
-	    "invalid address \"%s\": %s", shown, why);
-}
-
-bool
-address_spec_equal(const char *a, const char *b)
-{
-	size_t n = strlen(a);
-
-	return n == strlen(b) && ascii_eq_n(a, b, n);
-}
-
-/* Whether display must be quoted: it holds something other than atext and
-   single spaces between words, or broken UTF-8 (which quoting repairs). */
-static bool
-display_needs_quotes(const char *d, size_t len)
-{
-	const unsigned char *u = (const unsigned char *)d;
-	size_t i = 0, n;
-
-	if (u[0] == ' ' || u[len - 1] == ' ')
-		return true;
-	while (i < len) {
-		if ((n = utf8_len(u + i, len - i)) == 0)
-			return true;
-		if (n == 1 && !is_atext(u[i]) &&
-		    (u[i] != ' ' || u[i + 1] == ' '))
-			return true;
-		i += n;
-	}
-	return false;
-}
-
-/* Append display as a quoted-string. Control characters (CR and LF from a
-   careless -F included) become spaces and broken UTF-8 becomes '?', so the
-   result can never split the header line. */
-static int
-append_quoted(struct strbuf *b, const char *d, size_t len)
-{
-	const unsigned char *u = (const unsigned char *)d;
-	size_t i = 0, n;
-	int rc = strbuf_append(b, "\"", 1);
-
-	while (rc == 0 && i < len) {
-		n = utf8_len(u + i, len - i);
-		if (n == 0)
-			rc = strbuf_append(b, "?", 1);
-		else if (n == 1 && is_ctl(u[i]))
-			rc = strbuf_append(b, " ", 1);
-		else if (n == 1 && (u[i] == '"' || u[i] == '\\'))
-			rc = strbuf_appendf(b, "\\%c", u[i]);
-		else
-			rc = strbuf_append(b, d + i, n);
-		i += n ? n : 1;
-	}
-	return rc == 0 ? strbuf_append(b, "\"", 1) : -1;
-}
-
-int
-address_format_mailbox(const char *display, const char *spec, char *out,
-    size_t size)
-{
-	struct strbuf b;
-	size_t len = display != NULL ? strlen(display) : 0;
-	int rc = -1;
-
-	if (size == 0 || strpbrk(spec, "\r\n") != NULL)
-		return -1;
-	if (len == 0)
-		return str_copy(out, size, spec);
-	strbuf_init(&b, size - 1);
-	if (display_needs_quotes(display, len))
-		rc = append_quoted(&b, display, len);
-	else
-		rc = strbuf_append(&b, display, len);
-	if (rc == 0)
-		rc = strbuf_appendf(&b, " <%s>", spec);
-	if (rc == 0)
-		rc = str_copy(out, size, b.data);
-	strbuf_free(&b);
-	return rc;
-}
-
-static char *
-dup_or_null(const char *s)
-{
-	return s != NULL ? xstrdup(s) : NULL;
-}
-
-void
-address_list_add(struct address_list *list, const struct address *a)
-{
-	struct address copy;
-
-	copy.local = xstrdup(a->local);
-	copy.domain = dup_or_null(a->domain);
-	copy.display = dup_or_null(a->display);
-	copy.comment = dup_or_null(a->comment);
-	copy.group = dup_or_null(a->group);
-	list_push(list, &copy);
-}
-
-/* Offset of the last '@' outside a quoted string in spec, or -1. */
-static long
-last_at(const char *spec)
-{
-	bool quoted = false;
-	long at = -1, i;
-
-	for (i = 0; spec[i] != '\0'; i++) {
-		if (quoted && spec[i] == '\\' && spec[i + 1] != '\0')
-			i++;
-		else if (spec[i] == '"')
-			quoted = !quoted;
-		else if (spec[i] == '@' && !quoted)
-			at = i;
-	}
-	return at;
-}
-
-void
-address_list_add_spec(struct address_list *list, const char *spec)
-{
-	struct address a = { 0 };
-	long at = last_at(spec);
-
-	if (at < 0)
-		a.local = xstrdup(spec);
-	else {
-		a.local = xstrndup(spec, (size_t)at);
-		a.domain = xstrdup(spec + at + 1);
-	}
-	list_push(list, &a);
-}
-
-/* Compare without building the spec, so no length limit applies. */
-static bool
-spec_matches(const struct address *a, const char *spec)
-{
-	size_t n = strlen(a->local);
-
-	if (strlen(spec) < n || !ascii_eq_n(a->local, spec, n))
-		return false;
-	spec += n;
-	if (a->domain == NULL)
-		return *spec == '\0';
-	return *spec == '@' && address_spec_equal(a->domain, spec + 1);
-}
-
-long
-address_list_find(const struct address_list *list, const char *spec)
-{
-	size_t i;
-
-	for (i = 0; i < list->count; i++)
-		if (spec_matches(&list->items[i], spec))
-			return (long)i;
-	return -1;
-}
-
-void
-address_free(struct address *a)
-{
-	free(a->local);
-	free(a->domain);
-	free(a->display);
-	free(a->comment);
-	free(a->group);
-	memset(a, 0, sizeof(*a));
-}
-
-void
-address_list_free(struct address_list *list)
-{
-	size_t i;
-
-	for (i = 0; i < list->count; i++)
-		address_free(&list->items[i]);
-	free(list->items);
-	memset(list, 0, sizeof(*list));
 }
