@@ -345,7 +345,6 @@ read_aliases_fd(int fd, const char *path, char **out, size_t *len, struct tm_err
 {
 	struct stat st;
 	size_t cap;
-	ssize_t n;
 
 	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
 		return tm_err_set(err, TM_ERR_CONFIG, EX_CONFIG, "aliases file %s: not a regular "
@@ -355,15 +354,9 @@ read_aliases_fd(int fd, const char *path, char **out, size_t *len, struct tm_err
 		    "%d bytes", path, TM_ALIASES_FILE_MAX);
 	cap = (size_t)st.st_size + 1;	/* one more: notice a file that grew */
 	*out = xmalloc(cap + 1);
-	*len = 0;
-	while (*len < cap && (n = read(fd, *out + *len, cap - *len)) != 0) {
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return tm_err_set(err, TM_ERR_CONFIG, EX_CONFIG, "cannot read aliases file "
-			    "%s: %s", path, strerror(errno));
-		*len += (size_t)n;
-	}
+	if (read_fd_bounded(fd, *out, cap, len) < 0)
+		return tm_err_set(err, TM_ERR_CONFIG, EX_CONFIG, "cannot read aliases file "
+		    "%s: %s", path, strerror(errno));
 	if (*len == cap)
 		return tm_err_set(err, TM_ERR_CONFIG, EX_CONFIG, "aliases file %s: changed while "
 		    "being read", path);

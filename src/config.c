@@ -201,26 +201,6 @@ secret_stat_problem(const struct stat *st, const struct config_params *p, char *
 	return why;
 }
 
-/* Read all of fd into buf[cap]; -1 with errno on a read error. */
-static int
-read_all(int fd, char *buf, size_t cap, size_t *len)
-{
-	ssize_t n;
-
-	*len = 0;
-	while (*len < cap) {
-		n = read(fd, buf + *len, cap - *len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		if (n == 0)
-			break;
-		*len += (size_t)n;
-	}
-	return 0;
-}
-
 /*
  * Read path (following symlinks; a regular file of at most
  * TM_CONFIG_FILE_MAX bytes) into *out, NUL-terminated. One buffer of the
@@ -255,7 +235,7 @@ read_config_file(const char *path, char **out, size_t *len, struct stat *st,
 	}
 	cap = (size_t)st->st_size + 1;	/* one more: notice a file that grew */
 	buf = xmalloc(cap + 1);
-	if (read_all(fd, buf, cap, len) < 0) {
+	if (read_fd_bounded(fd, buf, cap, len) < 0) {
 		tm_err_set(err, TM_ERR_CONFIG, EX_CONFIG, "cannot read %s: %s", path,
 		    strerror(errno));
 		goto out;

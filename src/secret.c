@@ -72,27 +72,6 @@ finish_secret(char *buf, size_t len, const char **why)
 	return xstrndup(buf, len);
 }
 
-/* Read fd to EOF into buf[cap]; -1 with errno on a read error. *len ==
-   cap means the data may be longer. */
-static int
-read_fd(int fd, char *buf, size_t cap, size_t *len)
-{
-	ssize_t n;
-
-	*len = 0;
-	while (*len < cap) {
-		n = read(fd, buf + *len, cap - *len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -1;
-		if (n == 0)
-			break;
-		*len += (size_t)n;
-	}
-	return 0;
-}
-
 /* ---- files ---- */
 
 /* The private-file rule of config_check_secret_files: NULL when st is fine. */
@@ -162,7 +141,7 @@ secret_read_file(const char *path, const char *what, bool check_mode,
 	}
 	if (check_opened_file(fd, path, what, check_mode, p, err) < 0)
 		goto out;
-	if (read_fd(fd, buf, TM_SECRET_MAX + 1, &len) < 0) {
+	if (read_fd_bounded(fd, buf, TM_SECRET_MAX + 1, &len) < 0) {
 		tm_err_set(err, TM_ERR_CONFIG, EX_CONFIG, "cannot read %s %s: %s", what, path,
 		    strerror(errno));
 		goto out;

@@ -276,6 +276,25 @@ strbuf_free(struct strbuf *b)
 	b->cap = 0;
 }
 
+int
+read_fd_bounded(int fd, char *buf, size_t cap, size_t *len)
+{
+	ssize_t n;
+
+	*len = 0;
+	while (*len < cap) {
+		n = read(fd, buf + *len, cap - *len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			break;
+		*len += (size_t)n;
+	}
+	return 0;
+}
+
 void
 random_bytes(void *buf, size_t n)
 {

@@ -63,6 +63,13 @@ int strbuf_reserve_wiped(struct strbuf *b, size_t n);
 char *strbuf_take(struct strbuf *b);
 void strbuf_free(struct strbuf *b);
 
+/*
+ * Read fd until EOF or until buf[cap] is full; *len gets the count.
+ * -1 with errno on a read error. *len == cap means the data may go on:
+ * callers size cap one past what they accept to notice that.
+ */
+int read_fd_bounded(int fd, char *buf, size_t cap, size_t *len);
+
 /* Random bytes from getrandom(2); fatal if the kernel cannot provide them. */
 void random_bytes(void *buf, size_t n);
 /* n random bytes as 2n lowercase hex digits into out[size]. */
