@@ -3,7 +3,7 @@
  * forms of section 4.4, UTF-8 as RFC 6532 allows). The small helpers that
  * check, compare and format addresses are in address_util.c.
  *
- * Two layers. The lexer turns the text into tokens (atom, quoted string,
+ * Two layers. The lexer (address_lex.c) turns the text into tokens (atom, quoted string,
  * domain literal, special character) and skips CFWS, noting for each token
  * whether CFWS came before it and the last comment in that CFWS. The grammar
  * layer reads a run of words and dots (a "phrase") and lets the token after it
@@ -50,381 +50,8 @@
 #include "tm_limits.h"
 #include "util.h"
 
-enum tok_kind {
-	TOK_END,
-	TOK_ATOM,
-	TOK_QUOTED,
-	TOK_LITERAL,
-	TOK_SPECIAL
-};
-
-struct token {
-	enum tok_kind kind;
-	char ch;		/* the character of a TOK_SPECIAL */
-	const char *s;		/* raw text, quotes and brackets included */
-	size_t len;
-	bool space_before;	/* CFWS came before the token */
-	const char *comment;	/* last non-blank comment in that CFWS (the text
-				   inside its parentheses), or NULL */
-	size_t comment_len;
-};
-
-/* The words and dots read before the token that says what they are. */
-struct phrase {
-	struct token *toks;
-	size_t n;
-	size_t cap;
-};
-
-/* Where a mailbox is being read: it decides whether groups are allowed. */
-enum context {
-	CTX_LIST,
-	CTX_GROUP,
-	CTX_MAILBOX
-};
-
-struct parser {
-	const char *base;	/* the text, for error offsets */
-	const char *p;		/* next byte for the lexer */
-	const char *end;
-	struct token tok;	/* the current token, not consumed yet */
-	struct phrase ph;
-	const char *comment;	/* last comment of the mailbox being read */
-	size_t comment_len;
-	bool allow_null;	/* "<>" is the null sender (address_parse_mailbox) */
-	size_t err_at;		/* on error: offset and reason */
-	char why[128];
-};
-
 static int parse_address(struct parser *, struct address_list *,
     enum context, const char *);
-
-/* ---- bytes ---------------------------------------------------------- */
-
-static bool
-is_wsp(unsigned char c)
-{
-	return c == ' ' || c == '\t';
-}
-
-/* Domain labels: letters, digits, '-', UTF-8 (IDN U-labels), and '_' which
-   real host names contain even though RFC 1123 does not allow it. */
-static bool
-is_domain_char(unsigned char c)
-{
-	return is_alnum(c) || c >= 0x80 || c == '-' || c == '_';
-}
-
-/* Why s[len] can never be an address, or NULL. NUL, CR and LF could end a
-   header line or an SMTP command early; everything else must be UTF-8. */
-static const char *
-bad_byte(const char *s, size_t len, size_t *at)
-{
-	const unsigned char *u = (const unsigned char *)s;
-	size_t i = 0, n;
-
-	while (i < len) {
-		*at = i;
-		if (u[i] == '\0')
-			return "NUL byte";
-		if (u[i] == '\r')
-			return "carriage return";
-		if (u[i] == '\n')
-			return "line feed";
-		if ((n = utf8_len(u + i, len - i)) == 0)
-			return "invalid UTF-8";
-		i += n;
-	}
-	return NULL;
-}
-
-/* Copy s[len] to out without the backslashes of quoted-pairs; returns the
-   number of bytes written. */
-static size_t
-unescape(char *out, const char *s, size_t len)
-{
-	size_t i, n = 0;
-
-	for (i = 0; i < len; i++) {
-		if (s[i] == '\\' && i + 1 < len)
-			i++;
-		out[n++] = s[i];
-	}
-	return n;
-}
-
-/* Fold runs of white space in s[n] to one space and trim both ends, in
-   place; returns the new length and terminates s. Control characters count
-   as white space: a quoted display name may hold them (obs-qtext), but the
-   decoded name is for people and for new headers, where they mean nothing. */
-static size_t
-fold_space(char *s, size_t n)
-{
-	size_t i, o = 0;
-	bool pending = false;
-
-	for (i = 0; i < n; i++) {
-		if (s[i] == ' ' || is_ctl((unsigned char)s[i])) {
-			pending = o > 0;
-			continue;
-		}
-		if (pending)
-			s[o++] = ' ';
-		pending = false;
-		s[o++] = s[i];
-	}
-	s[o] = '\0';
-	return o;
-}
-
-/* ---- errors --------------------------------------------------------- */
-
-static int __attribute__((format(printf, 3, 4)))
-fail(struct parser *ps, const char *at, const char *fmt, ...)
-{
-	va_list ap;
-
-	ps->err_at = (size_t)(at - ps->base);
-	va_start(ap, fmt);
-	vsnprintf(ps->why, sizeof(ps->why), fmt, ap);
-	va_end(ap);
-	return -1;
-}
-
-/* A token named for an error message: "'<'", "word", ... */
-static const char *
-tok_name(const struct token *t, char buf[4])
-{
-	switch (t->kind) {
-	case TOK_END:
-		return "end of text";
-	case TOK_ATOM:
-		return "word";
-	case TOK_QUOTED:
-		return "quoted string";
-	case TOK_LITERAL:
-		return "domain literal";
-	case TOK_SPECIAL:
-		break;
-	}
-	buf[0] = '\'';
-	buf[1] = t->ch;
-	buf[2] = '\'';
-	buf[3] = '\0';
-	return buf;
-}
-
-static int
-fail_unexpected(struct parser *ps, const char *where)
-{
-	char buf[4];
-
-	return fail(ps, ps->tok.s, "unexpected %s%s", tok_name(&ps->tok, buf),
-	    where);
-}
-
-/* Fill err from a failed parse of text[len]; the text is escaped and cut
-   short so the message stays one bounded line. */
-static int
-report(struct tm_err *err, const char *what, const char *text, size_t len,
-    const struct parser *ps)
-{
-	char shown[SHOWN_MAX];
-
-	log_sanitize(shown, sizeof(shown), text, len);
-	return tm_err_set(err, TM_ERR_DATA, EX_DATAERR,
-	    "%s \"%s\": %s at offset %zu", what, shown, ps->why, ps->err_at);
-}
-
-/* ---- lexer ---------------------------------------------------------- */
-
-/* Skip the comment at ps->p, nested ones included; remember its text in t
-   unless it is blank. Depth is a counter, so "((((..." cannot exhaust the
-   stack. */
-static int
-skip_comment(struct parser *ps, struct token *t)
-{
-	const char *open = ps->p, *s;
-	size_t depth = 0;
-	bool blank = true;
-
-	for (s = ps->p; s < ps->end; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '\\' && s + 1 < ps->end) {
-			c = (unsigned char)*++s;
-		} else if (c == '(' && depth++ == 0) {
-			continue;
-		} else if (c == ')' && --depth == 0) {
-			break;
-		}
-		if (is_ctl(c) && c != '\t')
-			return fail(ps, s, "control character 0x%02x in comment", c);
-		if (!is_wsp(c))
-			blank = false;
-	}
-	if (s == ps->end)
-		return fail(ps, open, "unbalanced '('");
-	if (!blank) {
-		t->comment = open + 1;
-		t->comment_len = (size_t)(s - open - 1);
-	}
-	ps->p = s + 1;
-	return 0;
-}
-
-static int
-skip_cfws(struct parser *ps, struct token *t)
-{
-	t->space_before = false;
-	t->comment = NULL;
-	t->comment_len = 0;
-	while (ps->p < ps->end) {
-		if (is_wsp((unsigned char)*ps->p))
-			ps->p++;
-		else if (*ps->p == '(') {
-			if (skip_comment(ps, t) == -1)
-				return -1;
-		} else
-			break;
-		t->space_before = true;
-	}
-	return 0;
-}
-
-/* Control characters are let through here (obs-qtext); a quoted local part
-   refuses them later. */
-static int
-lex_quoted(struct parser *ps, struct token *t)
-{
-	const char *s = ps->p + 1;
-
-	while (s < ps->end && *s != '"') {
-		if (*s == '\\' && s + 1 < ps->end)
-			s++;
-		s++;
-	}
-	if (s >= ps->end)
-		return fail(ps, ps->p, "unbalanced quote");
-	t->kind = TOK_QUOTED;
-	t->len = (size_t)(s + 1 - ps->p);
-	ps->p = s + 1;
-	return 0;
-}
-
-/* Only plain dtext: a domain literal names an IP address (RFC 5321
-   address-literal), so quoted-pairs and non-ASCII have no use there. */
-static int
-lex_literal(struct parser *ps, struct token *t)
-{
-	const char *s;
-
-	for (s = ps->p + 1; s < ps->end && *s != ']'; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c == '[' || c == '\\')
-			return fail(ps, s, "'%c' in domain literal", c);
-		if (c >= 0x80)
-			return fail(ps, s, "non-ASCII character in domain literal");
-		if (is_ctl(c) && c != '\t')
-			return fail(ps, s, "control character 0x%02x", c);
-	}
-	if (s == ps->end)
-		return fail(ps, ps->p, "missing ']'");
-	t->kind = TOK_LITERAL;
-	t->len = (size_t)(s + 1 - ps->p);
-	ps->p = s + 1;
-	return 0;
-}
-
-static int
-lex_other(struct parser *ps, struct token *t)
-{
-	unsigned char c = (unsigned char)*ps->p;
-	const char *s = ps->p;
-
-	if (is_atext(c)) {
-		while (s < ps->end && is_atext((unsigned char)*s))
-			s++;
-		t->kind = TOK_ATOM;
-		t->len = (size_t)(s - ps->p);
-		ps->p = s;
-		return 0;
-	}
-	if (c != '\0' && strchr("<>:;@,.", c) != NULL) {
-		t->kind = TOK_SPECIAL;
-		t->ch = (char)c;
-		t->len = 1;
-		ps->p++;
-		return 0;
-	}
-	if (c == ')')
-		return fail(ps, s, "unbalanced ')'");
-	if (c == ']')
-		return fail(ps, s, "unbalanced ']'");
-	if (c == '\\')
-		return fail(ps, s, "'\\' outside a quoted string");
-	return fail(ps, s, "control character 0x%02x", c);
-}
-
-/* Read the next token into ps->tok. */
-static int
-next_token(struct parser *ps)
-{
-	struct token *t = &ps->tok;
-
-	if (skip_cfws(ps, t) == -1)
-		return -1;
-	t->s = ps->p;
-	t->len = 0;
-	t->ch = '\0';
-	if (ps->p == ps->end) {
-		t->kind = TOK_END;
-		return 0;
-	}
-	if (*ps->p == '"')
-		return lex_quoted(ps, t);
-	if (*ps->p == '[')
-		return lex_literal(ps, t);
-	return lex_other(ps, t);
-}
-
-/* The comment before a token belongs to the mailbox that consumes the
-   token, or that the token ends. */
-static void
-note_comment(struct parser *ps)
-{
-	if (ps->tok.comment != NULL) {
-		ps->comment = ps->tok.comment;
-		ps->comment_len = ps->tok.comment_len;
-	}
-}
-
-/* Consume the current token. */
-static int
-advance(struct parser *ps)
-{
-	note_comment(ps);
-	return next_token(ps);
-}
-
-static bool
-is_special(const struct parser *ps, char c)
-{
-	return ps->tok.kind == TOK_SPECIAL && ps->tok.ch == c;
-}
-
-static bool
-is_word(const struct token *t)
-{
-	return t->kind == TOK_ATOM || t->kind == TOK_QUOTED;
-}
-
-static bool
-is_dot(const struct token *t)
-{
-	return t->kind == TOK_SPECIAL && t->ch == '.';
-}
 
 /* ---- phrases: display names and local parts ------------------------- */
 
@@ -435,13 +62,13 @@ collect_phrase(struct parser *ps)
 	struct phrase *ph = &ps->ph;
 
 	ph->n = 0;
-	while (is_word(&ps->tok) || is_dot(&ps->tok)) {
+	while (addr_is_word(&ps->tok) || addr_is_dot(&ps->tok)) {
 		if (ph->n == ph->cap) {
 			ph->cap = ph->cap ? ph->cap * 2 : 16;
 			ph->toks = xreallocarray(ph->toks, ph->cap, sizeof(*ph->toks));
 		}
 		ph->toks[ph->n++] = ps->tok;
-		if (advance(ps) == -1)
+		if (addr_advance(ps) == -1)
 			return -1;
 	}
 	return 0;
@@ -474,13 +101,13 @@ phrase_text(const struct phrase *ph)
 		if (i > 0 && t->space_before)
 			out[n++] = ' ';
 		if (t->kind == TOK_QUOTED)
-			n += unescape(out + n, t->s + 1, t->len - 2);
+			n += addr_unescape(out + n, t->s + 1, t->len - 2);
 		else {
 			memcpy(out + n, t->s, t->len);
 			n += t->len;
 		}
 	}
-	if (fold_space(out, n) == 0) {
+	if (addr_fold_space(out, n) == 0) {
 		free(out);
 		return NULL;
 	}
@@ -498,23 +125,23 @@ local_shape(struct parser *ps, bool bare)
 
 	for (i = 0; i < ph->n; i++) {
 		const struct token *t = &ph->toks[i];
-		bool prev_dot = i > 0 && is_dot(&ph->toks[i - 1]);
+		bool prev_dot = i > 0 && addr_is_dot(&ph->toks[i - 1]);
 
-		if (is_dot(t) && i == 0)
-			return fail(ps, t->s, "local part starts with '.'");
-		if (is_dot(t) && prev_dot)
-			return fail(ps, t->s, "consecutive dots in local part");
-		if (!is_dot(t) && i > 0 && !prev_dot) {
+		if (addr_is_dot(t) && i == 0)
+			return addr_fail(ps, t->s, "local part starts with '.'");
+		if (addr_is_dot(t) && prev_dot)
+			return addr_fail(ps, t->s, "consecutive dots in local part");
+		if (!addr_is_dot(t) && i > 0 && !prev_dot) {
 			if (bare)
-				return fail(ps, ph->toks[0].s,
+				return addr_fail(ps, ph->toks[0].s,
 				    "display name without an address");
-			return fail(ps, t->s, "%s in local part",
+			return addr_fail(ps, t->s, "%s in local part",
 			    t->space_before ? "unquoted white space" :
 			    "missing '.' between words");
 		}
 	}
-	if (is_dot(&ph->toks[ph->n - 1]))
-		return fail(ps, ph->toks[ph->n - 1].s, "local part ends with '.'");
+	if (addr_is_dot(&ph->toks[ph->n - 1]))
+		return addr_fail(ps, ph->toks[ph->n - 1].s, "local part ends with '.'");
 	return 0;
 }
 
@@ -532,7 +159,7 @@ local_quoted_ok(struct parser *ps)
 			continue;
 		for (j = 1; j + 1 < t->len; j++)
 			if (is_ctl((unsigned char)t->s[j]))
-				return fail(ps, t->s + j,
+				return addr_fail(ps, t->s + j,
 				    "control character in quoted local part");
 	}
 	return 0;
@@ -578,7 +205,7 @@ phrase_local(struct parser *ps, bool bare, char **out)
 		return -1;
 	*out = local_wire(&ps->ph);
 	if (strlen(*out) > TM_LOCAL_PART_MAX)
-		return fail(ps, ps->ph.toks[0].s,
+		return addr_fail(ps, ps->ph.toks[0].s,
 		    "local part longer than %d octets", TM_LOCAL_PART_MAX);
 	return 0;
 }
@@ -591,19 +218,19 @@ domain_literal(struct parser *ps, char **out)
 {
 	const char *s = ps->tok.s + 1, *e = ps->tok.s + ps->tok.len - 1, *q;
 
-	while (s < e && is_wsp((unsigned char)*s))
+	while (s < e && addr_is_wsp((unsigned char)*s))
 		s++;
-	while (e > s && is_wsp((unsigned char)e[-1]))
+	while (e > s && addr_is_wsp((unsigned char)e[-1]))
 		e--;
 	if (s == e)
-		return fail(ps, ps->tok.s, "empty domain literal");
+		return addr_fail(ps, ps->tok.s, "empty domain literal");
 	if ((size_t)(e - s) + 2 > TM_DOMAIN_MAX)
-		return fail(ps, ps->tok.s, "domain longer than %d octets",
+		return addr_fail(ps, ps->tok.s, "domain longer than %d octets",
 		    TM_DOMAIN_MAX);
 	for (q = s; q < e; q++)
-		if (is_wsp((unsigned char)*q))
-			return fail(ps, q, "white space in domain literal");
-	if (advance(ps) == -1)
+		if (addr_is_wsp((unsigned char)*q))
+			return addr_fail(ps, q, "white space in domain literal");
+	if (addr_advance(ps) == -1)
 		return -1;
 	*out = xasprintf("[%.*s]", (int)(e - s), s);
 	return 0;
@@ -613,14 +240,14 @@ domain_literal(struct parser *ps, char **out)
 static int
 domain_missing(struct parser *ps, bool after_dot)
 {
-	if (is_dot(&ps->tok))
-		return fail(ps, ps->tok.s, after_dot ?
+	if (addr_is_dot(&ps->tok))
+		return addr_fail(ps, ps->tok.s, after_dot ?
 		    "consecutive dots in domain" : "domain starts with '.'");
 	if (ps->tok.kind == TOK_QUOTED)
-		return fail(ps, ps->tok.s, "quoted string in domain");
+		return addr_fail(ps, ps->tok.s, "quoted string in domain");
 	if (ps->tok.kind == TOK_LITERAL)
-		return fail_unexpected(ps, " in domain");
-	return fail(ps, ps->tok.s, after_dot ? "domain ends with '.'" :
+		return addr_fail_unexpected(ps, " in domain");
+	return addr_fail(ps, ps->tok.s, after_dot ? "domain ends with '.'" :
 	    "'@' without a domain");
 }
 
@@ -632,14 +259,14 @@ domain_label(struct parser *ps, struct strbuf *b, const char *start)
 	for (i = 0; i < ps->tok.len; i++) {
 		unsigned char c = (unsigned char)ps->tok.s[i];
 
-		if (!is_domain_char(c))
-			return fail(ps, ps->tok.s + i,
+		if (!addr_is_domain_char(c))
+			return addr_fail(ps, ps->tok.s + i,
 			    "invalid character '%c' in domain", c);
 	}
 	if (strbuf_append(b, ps->tok.s, ps->tok.len) == -1)
-		return fail(ps, start, "domain longer than %d octets",
+		return addr_fail(ps, start, "domain longer than %d octets",
 		    TM_DOMAIN_MAX);
-	return advance(ps);
+	return addr_advance(ps);
 }
 
 /* domain = dot-atom / domain-literal / obs-domain (CFWS around dots). */
@@ -660,14 +287,14 @@ parse_domain(struct parser *ps, char **out)
 		}
 		if (domain_label(ps, &b, start) == -1)
 			goto out;
-		if (!is_dot(&ps->tok))
+		if (!addr_is_dot(&ps->tok))
 			break;
 		if (strbuf_append(&b, ".", 1) == -1) {
-			fail(ps, start, "domain longer than %d octets",
+			addr_fail(ps, start, "domain longer than %d octets",
 			    TM_DOMAIN_MAX);
 			goto out;
 		}
-		if (advance(ps) == -1)
+		if (addr_advance(ps) == -1)
 			goto out;
 	}
 	*out = strbuf_take(&b);
@@ -681,12 +308,12 @@ out:
 static int
 parse_at_domain(struct parser *ps, struct address *a)
 {
-	if (!is_special(ps, '@'))
+	if (!addr_is_special(ps, '@'))
 		return 0;
-	if (advance(ps) == -1 || parse_domain(ps, &a->domain) == -1)
+	if (addr_advance(ps) == -1 || parse_domain(ps, &a->domain) == -1)
 		return -1;
-	if (is_special(ps, '@'))
-		return fail(ps, ps->tok.s, "more than one '@'");
+	if (addr_is_special(ps, '@'))
+		return addr_fail(ps, ps->tok.s, "more than one '@'");
 	return 0;
 }
 
@@ -702,40 +329,40 @@ skip_route(struct parser *ps)
 	char *d;
 
 	for (;;) {
-		if (is_special(ps, ',')) {
-			if (advance(ps) == -1)
+		if (addr_is_special(ps, ',')) {
+			if (addr_advance(ps) == -1)
 				return -1;
 			continue;
 		}
-		if (!is_special(ps, '@'))
+		if (!addr_is_special(ps, '@'))
 			break;
-		if (advance(ps) == -1 || parse_domain(ps, &d) == -1)
+		if (addr_advance(ps) == -1 || parse_domain(ps, &d) == -1)
 			return -1;
 		free(d);
 		any = true;
 	}
 	if (!any)
-		return fail_unexpected(ps, " in route");
-	if (!is_special(ps, ':'))
-		return fail(ps, ps->tok.s, "missing ':' after route");
-	return advance(ps);
+		return addr_fail_unexpected(ps, " in route");
+	if (!addr_is_special(ps, ':'))
+		return addr_fail(ps, ps->tok.s, "missing ':' after route");
+	return addr_advance(ps);
 }
 
 /* The inside of "<...>" when it holds no local part. */
 static int
 angle_empty(struct parser *ps, struct address *a, const char *open)
 {
-	if (is_special(ps, '>') && ps->allow_null) {
+	if (addr_is_special(ps, '>') && ps->allow_null) {
 		a->local = xstrdup("");
 		return 0;
 	}
-	if (is_special(ps, '>'))
-		return fail(ps, open, "empty address '<>'");
-	if (is_special(ps, '@'))
-		return fail(ps, ps->tok.s, "'@' without a local part");
+	if (addr_is_special(ps, '>'))
+		return addr_fail(ps, open, "empty address '<>'");
+	if (addr_is_special(ps, '@'))
+		return addr_fail(ps, ps->tok.s, "'@' without a local part");
 	if (ps->tok.kind == TOK_END)
-		return fail(ps, open, "missing '>'");
-	return fail_unexpected(ps, " in angle address");
+		return addr_fail(ps, open, "missing '>'");
+	return addr_fail_unexpected(ps, " in angle address");
 }
 
 /* angle-addr and obs-angle-addr; "<root>" is an unqualified name. */
@@ -744,9 +371,9 @@ parse_angle(struct parser *ps, struct address *a)
 {
 	const char *open = ps->tok.s;
 
-	if (advance(ps) == -1)
+	if (addr_advance(ps) == -1)
 		return -1;
-	if ((is_special(ps, '@') || is_special(ps, ',')) && skip_route(ps) == -1)
+	if ((addr_is_special(ps, '@') || addr_is_special(ps, ',')) && skip_route(ps) == -1)
 		return -1;
 	if (collect_phrase(ps) == -1)
 		return -1;
@@ -756,23 +383,23 @@ parse_angle(struct parser *ps, struct address *a)
 	} else if (phrase_local(ps, false, &a->local) == -1 ||
 	    parse_at_domain(ps, a) == -1)
 		return -1;
-	if (is_special(ps, '>'))
-		return advance(ps);
+	if (addr_is_special(ps, '>'))
+		return addr_advance(ps);
 	if (ps->tok.kind == TOK_END)
-		return fail(ps, open, "missing '>'");
-	return fail_unexpected(ps, " in angle address");
+		return addr_fail(ps, open, "missing '>'");
+	return addr_fail_unexpected(ps, " in angle address");
 }
 
 /* The token after a mailbox or group must end it. */
 static int
 expect_separator(struct parser *ps, enum context ctx)
 {
-	if (is_special(ps, ',') || ps->tok.kind == TOK_END)
+	if (addr_is_special(ps, ',') || ps->tok.kind == TOK_END)
 		return 0;
-	if (is_special(ps, ';'))
+	if (addr_is_special(ps, ';'))
 		return ctx == CTX_GROUP ? 0 :
-		    fail(ps, ps->tok.s, "';' outside a group");
-	return fail_unexpected(ps, " after address");
+		    addr_fail(ps, ps->tok.s, "';' outside a group");
+	return addr_fail_unexpected(ps, " after address");
 }
 
 /* group = display-name ":" [group-list] ";"; ps->ph holds the name and the
@@ -785,12 +412,12 @@ parse_group(struct parser *ps, struct address_list *list)
 
 	if (name == NULL)
 		name = xstrdup("");
-	if (advance(ps) == -1)
+	if (addr_advance(ps) == -1)
 		goto out;
 	/* Lenient: the end of the text also closes the group. */
-	while (!is_special(ps, ';') && ps->tok.kind != TOK_END) {
-		if (is_special(ps, ',')) {
-			if (advance(ps) == -1)
+	while (!addr_is_special(ps, ';') && ps->tok.kind != TOK_END) {
+		if (addr_is_special(ps, ',')) {
+			if (addr_advance(ps) == -1)
 				goto out;
 			continue;
 		}
@@ -798,7 +425,7 @@ parse_group(struct parser *ps, struct address_list *list)
 		    expect_separator(ps, CTX_GROUP) == -1)
 			goto out;
 	}
-	rc = ps->tok.kind == TOK_END ? 0 : advance(ps);
+	rc = ps->tok.kind == TOK_END ? 0 : addr_advance(ps);
 out:
 	free(name);
 	return rc;
@@ -809,10 +436,10 @@ static int
 group_refused(struct parser *ps, enum context ctx)
 {
 	if (ps->ph.n == 0)
-		return fail(ps, ps->tok.s, "group without a name");
+		return addr_fail(ps, ps->tok.s, "group without a name");
 	if (ctx == CTX_GROUP)
-		return fail(ps, ps->tok.s, "group inside a group");
-	return fail(ps, ps->tok.s, "group where one mailbox is expected");
+		return addr_fail(ps, ps->tok.s, "group inside a group");
+	return addr_fail(ps, ps->tok.s, "group where one mailbox is expected");
 }
 
 /* The comment kept for the mailbox just read, decoded and folded. */
@@ -825,8 +452,8 @@ comment_text(const struct parser *ps)
 	if (ps->comment == NULL)
 		return NULL;
 	out = xmalloc(ps->comment_len + 1);
-	n = unescape(out, ps->comment, ps->comment_len);
-	if (fold_space(out, n) == 0) {
+	n = addr_unescape(out, ps->comment, ps->comment_len);
+	if (addr_fold_space(out, n) == 0) {
 		free(out);
 		return NULL;
 	}
@@ -837,18 +464,18 @@ comment_text(const struct parser *ps)
 static int
 parse_mailbox_body(struct parser *ps, struct address *a)
 {
-	if (is_special(ps, '<')) {
+	if (addr_is_special(ps, '<')) {
 		a->display = phrase_text(&ps->ph);
 		return parse_angle(ps, a);
 	}
 	if (ps->ph.n == 0) {
-		if (is_special(ps, '@'))
-			return fail(ps, ps->tok.s, "'@' without a local part");
+		if (addr_is_special(ps, '@'))
+			return addr_fail(ps, ps->tok.s, "'@' without a local part");
 		if (ps->tok.kind == TOK_END)
-			return fail(ps, ps->tok.s, "empty address");
-		return fail_unexpected(ps, "");
+			return addr_fail(ps, ps->tok.s, "empty address");
+		return addr_fail_unexpected(ps, "");
 	}
-	if (phrase_local(ps, !is_special(ps, '@'), &a->local) == -1)
+	if (phrase_local(ps, !addr_is_special(ps, '@'), &a->local) == -1)
 		return -1;
 	return parse_at_domain(ps, a);
 }
@@ -865,7 +492,7 @@ parse_address(struct parser *ps, struct address_list *list,
 	ps->comment = NULL;
 	if (collect_phrase(ps) == -1)
 		goto out;
-	if (is_special(ps, ':')) {
+	if (addr_is_special(ps, ':')) {
 		rc = ctx == CTX_LIST && ps->ph.n > 0 ? parse_group(ps, list) :
 		    group_refused(ps, ctx);
 		goto out;
@@ -874,10 +501,10 @@ parse_address(struct parser *ps, struct address_list *list,
 		goto out;
 	if (a.domain != NULL &&
 	    strlen(a.local) + 1 + strlen(a.domain) > TM_ADDRESS_MAX) {
-		fail(ps, start, "address longer than %d octets", TM_ADDRESS_MAX);
+		addr_fail(ps, start, "address longer than %d octets", TM_ADDRESS_MAX);
 		goto out;
 	}
-	note_comment(ps);	/* the CFWS before ',' or the end is ours */
+	addr_note_comment(ps);	/* the CFWS before ',' or the end is ours */
 	a.comment = comment_text(ps);
 	a.group = group != NULL ? xstrdup(group) : NULL;
 	list_push(list, &a);
@@ -892,8 +519,8 @@ static int
 parse_list(struct parser *ps, struct address_list *list)
 {
 	while (ps->tok.kind != TOK_END) {
-		if (is_special(ps, ',')) {
-			if (advance(ps) == -1)
+		if (addr_is_special(ps, ',')) {
+			if (addr_advance(ps) == -1)
 				return -1;
 			continue;
 		}
@@ -911,8 +538,8 @@ parse_one(struct parser *ps, struct address_list *list)
 		return -1;
 	if (ps->tok.kind == TOK_END)
 		return 0;
-	if (is_special(ps, ','))
-		return fail(ps, ps->tok.s, "more than one address");
+	if (addr_is_special(ps, ','))
+		return addr_fail(ps, ps->tok.s, "more than one address");
 	return expect_separator(ps, CTX_MAILBOX);
 }
 
@@ -928,9 +555,9 @@ parse_text(struct parser *ps, const char *text, size_t len, bool one,
 	ps->base = ps->p = text;
 	ps->end = text + len;
 	ps->allow_null = one;
-	if ((why = bad_byte(text, len, &at)) != NULL)
-		return fail(ps, text + at, "%s", why);
-	if (next_token(ps) == -1)
+	if ((why = addr_bad_byte(text, len, &at)) != NULL)
+		return addr_fail(ps, text + at, "%s", why);
+	if (addr_next_token(ps) == -1)
 		return -1;
 	return one ? parse_one(ps, list) : parse_list(ps, list);
 }
@@ -947,7 +574,7 @@ address_list_parse(struct address_list *list, const char *text, size_t len,
 	int rc = -1;
 
 	if (parse_text(&ps, text, len, false, &tmp) == -1) {
-		report(err, "invalid address list", text, len, &ps);
+		addr_report(err, "invalid address list", text, len, &ps);
 		goto out;
 	}
 	for (i = 0; i < tmp.count; i++)
@@ -970,7 +597,7 @@ address_parse_mailbox(struct address *out, const char *text, struct tm_err *err)
 
 	memset(out, 0, sizeof(*out));
 	if (parse_text(&ps, text, len, true, &tmp) == -1) {
-		report(err, "invalid address", text, len, &ps);
+		addr_report(err, "invalid address", text, len, &ps);
 		goto out;
 	}
 	*out = tmp.items[0];
