@@ -446,7 +446,8 @@ config_scope(const struct account *a)
 	if (a->scope)
 		return a->scope;
 	if (a->method == METHOD_GRAPH)
-		return a->grant == GRANT_REFRESH_TOKEN ? "Mail.Send offline_access" :
+		return a->grant == GRANT_REFRESH_TOKEN ?
+		    "https://graph.microsoft.com/Mail.Send offline_access" :
 		    "https://graph.microsoft.com/.default";
 	return a->grant == GRANT_REFRESH_TOKEN ?
 	    "https://outlook.office.com/SMTP.Send offline_access" :

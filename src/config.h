@@ -35,7 +35,10 @@ struct smtp_settings {
 
 struct graph_settings {
 	char *url;		/* default https://graph.microsoft.com/v1.0 */
-	bool save_to_sent_items; /* default true */
+	bool save_to_sent_items; /* default true; false is refused: Graph saves
+				    every message sent in MIME form to Sent Items */
+	unsigned max_size;	/* largest message sent (octets as transmitted);
+				   default and ceiling TM_GRAPH_MESSAGE_MAX */
 };
 
 struct account {

@@ -249,6 +249,15 @@ check_transport(struct cfg_loader *l, size_t i)
 		acct_error(l, i, AK_SMTP, "applies only with method: smtp");
 	if (a->method == METHOD_SMTP && key_set(l, i, AK_GRAPH))
 		acct_error(l, i, AK_GRAPH, "applies only with method: graph");
+	/* Failing beats a setting silently ignored: the MIME form of sendMail has
+	   no saveToSentItems switch (only the JSON form does). With errors
+	   already found, false may only be a value that did not parse. */
+	if (a->method == METHOD_GRAPH && key_set(l, i, AK_GRAPH_SAVE_TO_SENT_ITEMS) &&
+	    !a->graph.save_to_sent_items && l->nerrors == 0) {
+		acct_error(l, i, AK_GRAPH_SAVE_TO_SENT_ITEMS, "false cannot be honoured: "
+		    "Microsoft Graph saves every message sent in MIME form to Sent Items");
+		cfg_hint(l, "remove the key: a copy in Sent Items is part of sending through Graph");
+	}
 	if (a->method != METHOD_SMTP || a->smtp.tls != SMTP_TLS_NONE ||
 	    cfg_host_is_loopback(host))
 		return;
@@ -309,6 +318,8 @@ account_defaults(struct cfg_loader *l, size_t i)
 		a->graph.url = xstrdup(DEFAULT_GRAPH_URL);
 	if (!key_set(l, i, AK_GRAPH_SAVE_TO_SENT_ITEMS))
 		a->graph.save_to_sent_items = true;
+	if (!key_set(l, i, AK_GRAPH_MAX_SIZE))
+		a->graph.max_size = TM_GRAPH_MESSAGE_MAX;
 	if (a->scope == NULL)
 		a->scope = xstrdup(config_scope(a));
 	if (a->token_url == NULL && a->tenant)

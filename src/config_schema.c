@@ -11,6 +11,7 @@
 #include "address.h"
 #include "aliases.h"
 #include "config_walk.h"
+#include "tm_limits.h"
 #include "util.h"
 
 /* An account name: it becomes a cache file name, so keep it to a safe set. */
@@ -61,6 +62,7 @@ static const char *const acct_key_names[AK_COUNT] = {
 	[AK_SMTP_TLS] = "smtp.tls", [AK_SMTP_AUTH] = "smtp.auth", [AK_SMTP_USER] = "smtp.user",
 	[AK_GRAPH] = "graph", [AK_GRAPH_URL] = "graph.url",
 	[AK_GRAPH_SAVE_TO_SENT_ITEMS] = "graph.save_to_sent_items",
+	[AK_GRAPH_MAX_SIZE] = "graph.max_size",
 };
 
 static void set_log(struct walk *w, const struct field *f, yaml_node_t *v, void *base,
@@ -276,8 +278,10 @@ static const struct field graph_fields[] = {
 	{ F("url", AK_GRAPH_URL, FT_URL, struct graph_settings, url), .check = check_https_url },
 	{ F("save_to_sent_items", AK_GRAPH_SAVE_TO_SENT_ITEMS, FT_BOOL, struct graph_settings,
 	  save_to_sent_items) },
+	{ F("max_size", AK_GRAPH_MAX_SIZE, FT_UINT, struct graph_settings, max_size),
+	  .min = 1, .max = TM_GRAPH_MESSAGE_MAX },
 };
-static const struct table graph_table = { graph_fields, 2 };
+static const struct table graph_table = { graph_fields, 3 };
 
 static const struct field account_fields[] = {
 	{ F("senders", AK_SENDERS, FT_CUSTOM, struct account, senders),

@@ -41,6 +41,9 @@
 #define HTTP_METHOD_MAX			16
 
 static bool http_ready;
+/* Connections, TLS sessions and DNS answers shared by every easy handle, so
+   a sequence of requests to one host pays for one handshake. */
+static CURLSH *http_share;
 
 /* What the URL names, parsed once by libcurl's own parser and then handed
    to the easy handle, so the checked URL is the requested one. */
@@ -58,6 +61,7 @@ struct transfer {
 	struct strbuf body;
 	struct curl_slist *headers;	/* wiped before they are freed */
 	bool too_big;
+	bool source_failed;		/* the body source's read returned -1 */
 	bool have_request_id;		/* request-id wins over client-request-id */
 	char errbuf[CURL_ERROR_SIZE];
 };
@@ -73,6 +77,15 @@ http_init(struct tm_err *err)
 	if (rc != CURLE_OK)
 		return tm_err_set(err, TM_ERR_INTERNAL, EX_SOFTWARE, "cannot initialise libcurl: %s",
 		    curl_easy_strerror(rc));
+	http_share = curl_share_init();
+	if (http_share != NULL &&
+	    (curl_share_setopt(http_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK ||
+	    curl_share_setopt(http_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK ||
+	    curl_share_setopt(http_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK)) {
+		/* Only a cost: every request then makes its own connection. */
+		curl_share_cleanup(http_share);
+		http_share = NULL;
+	}
 	http_ready = true;
 	return 0;
 }
@@ -80,6 +93,9 @@ http_init(struct tm_err *err)
 void
 http_cleanup(void)
 {
+	if (http_share != NULL)
+		curl_share_cleanup(http_share);
+	http_share = NULL;
 	if (http_ready)
 		curl_global_cleanup();
 	http_ready = false;
@@ -203,9 +219,14 @@ check_request(const struct http_request *req, struct tm_err *err)
 			n = 0;
 	if (n == 0 || n > HTTP_METHOD_MAX || req->url == NULL || req->timeout_seconds <= 0 ||
 	    req->max_response == 0 || (req->body == NULL && req->body_len > 0) ||
-	    (strcmp(req->method, "GET") == 0 && req->body_len > 0) ||
+	    (strcmp(req->method, "GET") == 0 && (req->body_len > 0 || req->source)) ||
+	    (req->source && (req->body || req->source->size < 0)) ||
 	    (req->content_type && has_control(req->content_type)))
 		return tm_err_set(err, TM_ERR_INTERNAL, EX_SOFTWARE, "bad HTTP request parameters");
+	for (i = 0; req->headers && req->headers[i]; i++)
+		if (has_control(req->headers[i]) || strchr(req->headers[i], ':') == NULL)
+			return tm_err_set(err, TM_ERR_INTERNAL, EX_SOFTWARE,
+			    "bad HTTP request header");
 	if (req->bearer_token && has_control(req->bearer_token))
 		return tm_err_set(err, TM_ERR_PROTO, EX_PROTOCOL,
 		    "refusing to send an access token that holds control characters");
@@ -252,6 +273,11 @@ add_header_joined(struct transfer *tr, const char *prefix, const char *value)
 static int
 build_headers(struct transfer *tr, const struct http_request *req, struct tm_err *err)
 {
+	size_t i;
+
+	for (i = 0; req->headers && req->headers[i]; i++)
+		if (add_header(tr, req->headers[i]) < 0)
+			return tm_err_set(err, TM_ERR_INTERNAL, EX_OSERR, "out of memory");
 	/* An empty "Expect:" stops libcurl waiting for 100-continue on big bodies. */
 	if (add_header(tr, "Expect:") < 0 ||
 	    (req->content_type && add_header_joined(tr, "Content-Type: ", req->content_type) < 0) ||
@@ -327,8 +353,32 @@ on_header(char *data, size_t size, size_t nmemb, void *arg)
 	} else if (!tr->have_request_id &&
 	    header_value(data, n, "client-request-id", v, sizeof(v))) {
 		(void)str_copy(resp->request_id, sizeof(resp->request_id), v);
-	}
+	} else
+		(void)header_value(data, n, "location", resp->location, sizeof(resp->location));
 	return n;
+}
+
+static size_t
+on_read(char *buf, size_t size, size_t nmemb, void *arg)
+{
+	struct transfer *tr = arg;
+	long n = tr->req->source->read(tr->req->source->ctx, buf, size * nmemb);
+
+	if (n < 0) {
+		tr->source_failed = true;
+		return CURL_READFUNC_ABORT;
+	}
+	return (size_t)n;
+}
+
+static int
+on_seek(void *arg, curl_off_t offset, int origin)
+{
+	struct transfer *tr = arg;
+
+	if (offset != 0 || origin != SEEK_SET || tr->req->source->rewind(tr->req->source->ctx) < 0)
+		return CURL_SEEKFUNC_CANTSEEK;
+	return CURL_SEEKFUNC_OK;
 }
 
 /* ---- easy handle ---- */
@@ -421,14 +471,39 @@ set_proxy(CURL *h, const struct http_request *req, const struct target *t)
 	return rc;
 }
 
+/* A streamed body: POST's framing (Content-Length) with our callbacks. */
+static CURLcode
+set_source(CURL *h, struct transfer *tr)
+{
+	CURLcode rc = curl_easy_setopt(h, CURLOPT_POST, 1L);
+
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+		    (curl_off_t)tr->req->source->size);
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(h, CURLOPT_READDATA, tr);
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
+	if (rc == CURLE_OK)
+		rc = curl_easy_setopt(h, CURLOPT_SEEKDATA, tr);
+	if (rc == CURLE_OK && strcmp(tr->req->method, "POST") != 0)
+		rc = curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, tr->req->method);
+	return rc;
+}
+
 /* GET, POST, or another method with the body sent as by POST. */
 static CURLcode
-set_method(CURL *h, const struct http_request *req)
+set_method(CURL *h, struct transfer *tr)
 {
+	const struct http_request *req = tr->req;
 	CURLcode rc;
 
 	if (strcmp(req->method, "GET") == 0)
 		return curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+	if (req->source != NULL)
+		return set_source(h, tr);
 	rc = curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
 	if (rc == CURLE_OK)
 		rc = curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body ? req->body : "");
@@ -470,7 +545,9 @@ setup(CURL *h, struct transfer *tr, const struct target *t, struct tm_err *err)
 	if (rc == CURLE_OK)
 		rc = set_proxy(h, tr->req, t);
 	if (rc == CURLE_OK)
-		rc = set_method(h, tr->req);
+		rc = set_method(h, tr);
+	if (rc == CURLE_OK && http_share != NULL)
+		rc = curl_easy_setopt(h, CURLOPT_SHARE, http_share);
 	if (rc == CURLE_OK)
 		rc = set_io(h, tr);
 	if (rc == CURLE_OK)
@@ -506,7 +583,9 @@ transfer_error(const struct transfer *tr, const struct target *t, CURLcode rc,
 {
 	const char *why = curl_easy_strerror(rc);
 
-	if (tr->too_big || rc == CURLE_FILESIZE_EXCEEDED)
+	if (tr->source_failed)
+		tm_err_set(err, TM_ERR_IO, EX_IOERR, "cannot read the message for %s", t->host);
+	else if (tr->too_big || rc == CURLE_FILESIZE_EXCEEDED)
 		tm_err_set(err, TM_ERR_PROTO, EX_PROTOCOL, "response from %s is over %zu octets",
 		    t->host, tr->req->max_response);
 	else if (rc == CURLE_SSL_CACERT_BADFILE) {
@@ -536,7 +615,10 @@ trace_request(const struct http_request *req, const struct target *t)
 {
 	if (!log_verbose())
 		return;
-	if (req->body_len > 0 || strcmp(req->method, "GET") != 0)
+	if (req->source != NULL)
+		log_trace("> %s %s (%lld octets, body not shown)", req->method, t->shown,
+		    req->source->size);
+	else if (req->body_len > 0 || strcmp(req->method, "GET") != 0)
 		log_trace("> %s %s (%zu octets, body not shown)", req->method, t->shown,
 		    req->body_len);
 	else

@@ -7,7 +7,8 @@
  * only in the request body and the Authorization header, and the -v trace
  * ("> POST https://host/path (N octets, body not shown)", "< 200 (N
  * octets)") prints neither, nor the URL's query. Needs libcurl 7.63 or
- * later (CURLOPT_CURLU).
+ * later (CURLOPT_CURLU). Connections and TLS sessions are kept between the
+ * requests of one process (Graph's draft path makes many to one host).
  */
 #ifndef TM_HTTP_H
 #define TM_HTTP_H
@@ -18,6 +19,20 @@
 #include "err.h"
 #include "util.h"
 
+/*
+ * A request body produced while it is sent (the message streamed from the
+ * spool): read fills buf with up to n octets and returns the count (0 only
+ * at the end), or -1 to abort (the request then fails with EX_IOERR);
+ * rewind starts over (libcurl resends a body on a reused connection the
+ * server closed), 0 or -1.
+ */
+struct http_body_source {
+	long (*read)(void *ctx, char *buf, size_t n);
+	int (*rewind)(void *ctx);
+	void *ctx;
+	long long size;			/* exactly what read will give in total */
+};
+
 struct http_request {
 	const char *method;		/* "GET", "POST", "PUT" (A-Z only); others send
 					   body as POST does */
@@ -26,6 +41,9 @@ struct http_request {
 	const char *body;		/* may hold secrets: never traced nor copied by
 					   us; NULL for none; none with GET */
 	size_t body_len;
+	const struct http_body_source *source;	/* a streamed body instead of body */
+	const char *const *headers;	/* more "Name: value" lines, NULL-terminated,
+					   or NULL; traced by name only */
 	const char *bearer_token;	/* Authorization: Bearer, or NULL; never traced */
 	const char *ca_file;		/* extra trust anchors (PEM), or NULL */
 	const char *proxy;		/* explicit proxy URL, or NULL */
@@ -43,6 +61,7 @@ struct http_response {
 					   absent or an HTTP-date */
 	char request_id[64];		/* request-id, else client-request-id header, or
 					   ""; truncated, non-printable octets as '?' */
+	char location[512];		/* Location header, cleaned the same way, or "" */
 };
 
 /* Once per process, before the first request (libcurl global init; a

@@ -635,6 +635,18 @@ json_get_long_array(const struct json_doc *d, const char *path, long *out, size_
 	return (int)count;
 }
 
+const char *
+json_get_array_string(const struct json_doc *d, const char *path, size_t index)
+{
+	const struct json_node *a = lookup(d, path), *e;
+
+	if (a == NULL || a->type != JSON_ARRAY)
+		return NULL;
+	for (e = a->first; e != NULL && index > 0; e = e->next)
+		index--;
+	return e != NULL && e->type == JSON_SCALAR ? e->text : NULL;
+}
+
 /* ---- output ---- */
 
 /* Length of the well-formed UTF-8 sequence at s (RFC 3629), 0 if there is

@@ -58,6 +58,9 @@ int json_get_long(const struct json_doc *d, const char *path, long min, long max
    element is not a whole number. */
 int json_get_long_array(const struct json_doc *d, const char *path, long *out, size_t n);
 
+/* The scalar at position index of the array at path (Graph's
+   "nextExpectedRanges"), as json_get gives it; NULL if absent. */
+const char *json_get_array_string(const struct json_doc *d, const char *path, size_t index);
 /* Append s to b as a JSON string literal (quotes, escapes); -1 if b's limit
    is hit (b is then unchanged). Control characters, DEL, C1 controls,
    U+2028/2029, U+FEFF and U+FFFE/FFFF go out as \u00XX-style escapes; bytes

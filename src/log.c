@@ -278,6 +278,8 @@ log_format_message(char *out, size_t size, const struct log_record *r)
 	line_add_text(&l, "msgid", r->message_id, LOG_MSGID_MAX);
 	line_add_text(&l, "result", r->outcome ? r->outcome : "unknown", LOG_METHOD_MAX);
 	line_add_text(&l, "reply", r->reply, LOG_REPLY_MAX);
+	if (r->request_id)
+		line_add_value(&l, "request-id", r->request_id);
 	(void)str_format(v, sizeof(v), "%.2fs", r->seconds);
 	line_add_value(&l, "duration", v);
 	(void)str_format(v, sizeof(v), "%d", r->exit_code);

@@ -39,6 +39,7 @@ struct log_record {
 	const char *reply;		/* the server's final reply or the error */
 	double seconds;			/* how long delivery took */
 	int exit_code;			/* what tokenmail exits with */
+	const char *request_id;		/* Graph's client-request-id, or NULL */
 };
 
 /* Turn the -v trace on or off. */

@@ -127,6 +127,17 @@ void message_replace_field(struct message *m, size_t index, const char *value);
  */
 void message_add_missing_ids(struct message *m, const char *msgid_domain);
 
+/* Mark field index dropped: it is not transmitted. */
+void message_drop_field(struct message *m, size_t index);
+
+/*
+ * Set an address field to items (formatted mailboxes, no CR/LF), folded one
+ * per line: "To: a,\r\n b\r\n". index >= 0 replaces that field in place;
+ * index < 0 appends a new field called name (added = true). n must be > 0.
+ */
+void message_set_address_field(struct message *m, long index, const char *name,
+    const char *const *items, size_t n);
+
 /* Size in bytes of the message as message_write() writes it (exactly). */
 long long message_transmit_size(const struct message *m);
 
@@ -141,6 +152,9 @@ long long message_transmit_size(const struct message *m);
 typedef int (*message_sink)(void *ctx, const char *data, size_t len);
 int message_write(const struct message *m, message_sink sink, void *ctx,
     struct tm_err *err);
+/* Only the header part of message_write: the fields and the empty line.
+   The body is then the spool from m->body_offset to m->spool_size. */
+int message_write_header(const struct message *m, message_sink sink, void *ctx);
 
 /* Release fields and close the spool; m is left as message_init leaves
    it, so a second call is harmless. */

@@ -210,6 +210,51 @@ message_add_missing_ids(struct message *m, const char *msgid_domain)
 	}
 }
 
+void
+message_drop_field(struct message *m, size_t index)
+{
+	if (index < m->nfields)
+		m->fields[index].dropped = true;
+}
+
+/* items joined by ", " (the unfolded value) or by ",\r\n " (the raw field). */
+static char *
+join_items(const char *const *items, size_t n, const char *sep)
+{
+	struct strbuf b;
+	size_t i;
+
+	/* Room for the most recipients, each with the longest display name. */
+	strbuf_init(&b, (size_t)TM_RECIPIENTS_MAX * (TM_DISPLAY_MAX + TM_ADDRESS_MAX + 8));
+	for (i = 0; i < n; i++) {
+		if (i > 0)
+			(void)strbuf_append(&b, sep, strlen(sep));
+		(void)strbuf_append(&b, items[i], strlen(items[i]));
+	}
+	return strbuf_take(&b);
+}
+
+void
+message_set_address_field(struct message *m, long index, const char *name,
+    const char *const *items, size_t n)
+{
+	struct header_field *f;
+	char *folded;
+
+	if (index < 0) {
+		f = message_field_push(m);
+		f->name = xstrdup(name);
+		f->added = true;
+	} else
+		f = &m->fields[index];
+	free(f->value);
+	free(f->raw);
+	f->value = join_items(items, n, ", ");
+	folded = join_items(items, n, ",\r\n ");
+	f->raw = xasprintf("%s: %s\r\n", f->name, folded);
+	free(folded);
+}
+
 /* Octets of the transmitted body: none without a spool. */
 static long long
 body_size(const struct message *m)
@@ -279,6 +324,12 @@ write_body(const struct message *m, message_sink sink, void *ctx, struct tm_err 
 out:
 	free(buf);
 	return rc;
+}
+
+int
+message_write_header(const struct message *m, message_sink sink, void *ctx)
+{
+	return write_header(m, sink, ctx);
 }
 
 int

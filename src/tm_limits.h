@@ -13,6 +13,16 @@
 #define TM_HEADER_FIELDS_MAX	2000
 /* Largest message read from stdin: Exchange Online and Graph stop at 150 MB. */
 #define TM_MESSAGE_MAX		((long long)200 * 1024 * 1024)
+/* Graph: one request body (PROTOCOL 4.4, "about 4 MB"; 413 beyond), the
+   part of it a base64 message may fill (room left for headers and JSON),
+   an upload-session chunk (10 x 320 KiB, under the 4 MB range limit), the
+   size from which an attachment needs an upload session (smaller ones are
+   posted whole), and the largest message (Exchange Online's ceiling). */
+#define TM_GRAPH_REQUEST_MAX	(4 * 1024 * 1024)
+#define TM_GRAPH_INLINE_MAX	(TM_GRAPH_REQUEST_MAX - 64 * 1024)
+#define TM_GRAPH_CHUNK		(10 * 320 * 1024)
+#define TM_GRAPH_UPLOAD_MIN	(3 * 1024 * 1024)
+#define TM_GRAPH_MESSAGE_MAX	(150 * 1024 * 1024)
 /* Seconds stdin may stay silent before the message is given up. */
 #define TM_STDIN_IDLE_SECONDS	600
 /* Bytes read from stdin per read(2) and written per spool write. */

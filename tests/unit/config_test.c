@@ -105,7 +105,7 @@ test_graph_app_only(void)
 	    "    client_certificate: /etc/tm/r.crt\n"
 	    "    client_key: ~/r.key\n"
 	    "    client_assertion_alg: ps256\n"
-	    "    graph: {url: \"https://graph.microsoft.us/v1.0/\", save_to_sent_items: false}\n";
+	    "    graph: {url: \"https://graph.microsoft.us/v1.0/\", save_to_sent_items: true}\n";
 	struct config cfg;
 	struct tm_err err;
 	const struct account *a;
@@ -123,7 +123,7 @@ test_graph_app_only(void)
 	tap_is_int(a->client_assertion_alg, ASSERTION_PS256, "alg PS256, case ignored");
 	tap_is_str(a->client_key, "/home/u/r.key", "~/ expanded in client_key");
 	tap_is_str(a->graph.url, "https://graph.microsoft.us/v1.0", "graph.url trailing / dropped");
-	tap_ok(!a->graph.save_to_sent_items, "save_to_sent_items false");
+	tap_ok(a->graph.save_to_sent_items, "save_to_sent_items true");
 out:
 	config_free(&cfg);
 }
@@ -166,7 +166,7 @@ test_delegated(void)
 	tap_is_int(parse(graph, &cfg, &err), 0, "graph delegated with inline secret: loads");
 	tap_is_str(err.msg, "", "graph delegated: no error");
 	if (cfg.naccounts == 1) {
-		tap_is_str(config_scope(&cfg.accounts[0]), "Mail.Send offline_access",
+		tap_is_str(config_scope(&cfg.accounts[0]), "https://graph.microsoft.com/Mail.Send offline_access",
 		    "graph delegated scope");
 		tap_ok(cfg.has_inline_secret, "inline secret noticed");
 		tap_is_str(cfg.accounts[0].client_secret, "s3cret", "inline secret kept");
@@ -744,6 +744,16 @@ static const struct error_case error_cases[] = {
 	{ "smtp settings with method graph", HEAD SECRET "    method: graph\n"
 	  "    smtp: {port: 587}\n",
 	  "t.yaml:8:11: key 'accounts.app.smtp': applies only with method: smtp", "", NULL },
+	{ "save_to_sent_items false with graph", HEAD SECRET "    method: graph\n"
+	  "    graph: {save_to_sent_items: false}\n",
+	  "t.yaml:8:33: key 'accounts.app.graph.save_to_sent_items': false cannot be honoured: "
+	  "Microsoft Graph saves every message sent in MIME form to Sent Items",
+	  "", "remove the key: a copy in Sent Items is part of sending through Graph" },
+	{ "graph max_size 0", HEAD SECRET "    method: graph\n    graph: {max_size: 0}\n",
+	  "t.yaml:8:23: key 'accounts.app.graph.max_size': must be 1-157286400", "", NULL },
+	{ "graph max_size over 150 MB", HEAD SECRET "    method: graph\n"
+	  "    graph: {max_size: 157286401}\n",
+	  "t.yaml:8:23: key 'accounts.app.graph.max_size': must be 1-157286400", "", NULL },
 	{ "graph settings with method smtp", HEAD SECRET "    graph: {save_to_sent_items: false}\n",
 	  "t.yaml:7:12: key 'accounts.app.graph': applies only with method: graph", "", NULL },
 	{ "missing default account", HEAD SECRET "default_account: nope\n",

@@ -30,30 +30,34 @@ struct format_case {
 
 static const struct format_case format_cases[] = {
 	{ "sent", { "app", "smtp", "app@example.com", &two_rcpts, 1234,
-	    "<abc@example.com>", "sent", "250 2.0.0 OK <abc@example.com>", 0.4213, 0 },
+	    "<abc@example.com>", "sent", "250 2.0.0 OK <abc@example.com>", 0.4213, 0, NULL },
 	  "account=app method=smtp from=<app@example.com> "
 	  "to=<a@example.com>,<b@example.org> size=1234 msgid=<abc@example.com> "
 	  "result=sent reply=\"250 2.0.0 OK <abc@example.com>\" duration=0.42s exit=0" },
-	{ "NULLs left out", { NULL, NULL, NULL, NULL, -1, NULL, "failed", NULL, 0, 78 },
+	{ "NULLs left out", { NULL, NULL, NULL, NULL, -1, NULL, "failed", NULL, 0, 78, NULL },
 	  "result=failed duration=0.00s exit=78" },
 	{ "null sender, no recipients", { "a", "graph", "", &no_rcpts, 0, NULL,
-	    "deferred", "connection timed out", 61.5, 75 },
+	    "deferred", "connection timed out", 61.5, 75, NULL },
 	  "account=a method=graph from=<> to=\"\" size=0 result=deferred "
 	  "reply=\"connection timed out\" duration=61.50s exit=75" },
 	{ "quotes escaped", { "my \"acct\"", "smtp", NULL, NULL, -1, NULL, "failed",
-	    "550 5.7.1 \"no\"", 1, 69 },
+	    "550 5.7.1 \"no\"", 1, 69, NULL },
 	  "account=\"my \\\"acct\\\"\" method=smtp result=failed "
 	  "reply=\"550 5.7.1 \\\"no\\\"\" duration=1.00s exit=69" },
 	{ "control bytes escaped", { "a\nb", "smtp", NULL, NULL, -1,
-	    "<x\r\ny@z>", "failed", "451 4.3.0 a\r\n\x1b[31mred\\", 2, 75 },
+	    "<x\r\ny@z>", "failed", "451 4.3.0 a\r\n\x1b[31mred\\", 2, 75, NULL },
 	  "account=a\\x0ab method=smtp msgid=<x\\x0d\\x0ay@z> result=failed "
 	  "reply=\"451 4.3.0 a\\x0d\\x0a\\x1b[31mred\\\\\" duration=2.00s exit=75" },
 	{ "quoted local part", { NULL, NULL, "\"j d\"@x.org", &odd_rcpts, -1, NULL,
-	    "sent", NULL, 0, 0 },
+	    "sent", NULL, 0, 0, NULL },
 	  "from=\"<\\\"j d\\\"@x.org>\" to=\"<\\\"x y\\\"@x.org>,<root>\" "
 	  "result=sent duration=0.00s exit=0" },
-	{ "no outcome", { NULL, NULL, NULL, NULL, -1, NULL, NULL, NULL, 0, 70 },
+	{ "no outcome", { NULL, NULL, NULL, NULL, -1, NULL, NULL, NULL, 0, 70, NULL },
 	  "result=unknown duration=0.00s exit=70" },
+	{ "graph request-id", { "r", "graph", "r@x.org", NULL, 10, NULL, "sent",
+	    "202 Accepted", 0.5, 0, "3f2b8c1e-9a4d-4e7b-b0c5-6d1e2f3a4b5c" },
+	  "account=r method=graph from=<r@x.org> size=10 result=sent reply=\"202 Accepted\" "
+	  "request-id=3f2b8c1e-9a4d-4e7b-b0c5-6d1e2f3a4b5c duration=0.50s exit=0" },
 };
 
 static void
@@ -92,7 +96,7 @@ static void
 test_format_bounds(void)
 {
 	struct log_record r = { "app", "smtp", "app@example.com", &many_rcpts, 1,
-	    "<id@x>", "failed", NULL, 0, 69 };
+	    "<id@x>", "failed", NULL, 0, 69, NULL };
 	char line[LOG_LINE_MAX], reply[2000], big[20000], small[32];
 	const char *p, *q;
 
