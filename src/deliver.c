@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "deliver.h"
+#include "graph.h"
 #include "log.h"
 #include "smtp.h"
 #include "tm_limits.h"
@@ -148,13 +149,32 @@ attempt(struct deliver_params *p, const struct todo *t, struct tm_err *err)
 	return smtp_with_token(p, t, &c, need_token, &r, err);
 }
 
+/* One Graph attempt: Graph takes the recipients from the header, so it is
+   all or nothing; a rejected token is replaced inside graph_deliver. */
 static int
-graph_unavailable(struct tm_err *err)
+graph_attempt(struct deliver_params *p, long *retry_after, struct tm_err *err)
 {
-	tm_err_set(err, TM_ERR_IMPL, EX_UNAVAILABLE,
-	    "delivery through Microsoft Graph is not available in this version of tokenmail");
-	tm_err_hint(err, "use method: smtp for this account for now");
-	return -1;
+	const struct config *cfg = p->cfg;
+	struct token_context c;
+	struct graph_result r;
+	struct graph_params gp = {
+		.account = p->sender->account,
+		.tc = &c,
+		.msg = p->msg,
+		.ca_file = cfg->tls_ca_file,
+		.proxy = cfg->https_proxy,
+		.timeout_seconds = cfg->timeout_seconds ? cfg->timeout_seconds :
+		    TM_HTTP_TIMEOUT_SECONDS,
+		.request_id = p->request_id,
+	};
+	int rc;
+
+	token_context_for(p, &c);
+	gp.env_proxy = !c.setgid;
+	rc = graph_deliver(&gp, &r, err);
+	(void)str_copy(p->final_reply, sizeof(p->final_reply), r.reply);
+	*retry_after = r.retry_after;
+	return rc;
 }
 
 /*
@@ -166,19 +186,28 @@ static int
 attempts(struct deliver_params *p, struct todo *t, struct tm_err *err)
 {
 	time_t start = time(NULL);
-	unsigned tries, wait = 1;
+	unsigned tries, wait = 1, pause;
 	size_t delivered = 0;
+	long retry_after = -1;
+	bool graph = p->sender->account->method == METHOD_GRAPH;
 
 	for (tries = 1;; tries++) {
 		tm_err_clear(err);
-		if (attempt(p, t, err) == 0)
+		if ((graph ? graph_attempt(p, &retry_after, err) : attempt(p, t, err)) == 0)
 			return 0;
 		delivered += todo_drop_done(t);
-		if (err->exit != EX_TEMPFAIL || tries >= p->cfg->retry_attempts ||
-		    time(NULL) - start + (time_t)wait > (time_t)p->cfg->retry_max_seconds)
+		/* The server's Retry-After wins over our backoff when it is longer. */
+		pause = retry_after > (long)wait ? (unsigned)retry_after : wait;
+		if (err->exit != EX_TEMPFAIL || tries >= p->cfg->retry_attempts)
 			break;
-		log_trace("deliver: temporary failure (%s); trying again in %u s", err->msg, wait);
-		sleep(wait);
+		if (time(NULL) - start + (time_t)pause > (time_t)p->cfg->retry_max_seconds) {
+			if (retry_after > (long)wait)
+				tm_err_detail(err, "Retry-After %ld s is beyond the retry budget "
+				    "(retry.max_seconds %u)", retry_after, p->cfg->retry_max_seconds);
+			break;
+		}
+		log_trace("deliver: temporary failure (%s); trying again in %u s", err->msg, pause);
+		sleep(pause);
 		wait *= 2;
 	}
 	if (delivered > 0)
@@ -194,7 +223,7 @@ deliver_message(struct deliver_params *p, struct tm_err *err)
 	int rc;
 
 	if (p->sender->account->method == METHOD_GRAPH)
-		return graph_unavailable(err);
+		graph_new_request_id(p->request_id, sizeof(p->request_id));
 	todo_init(&t, p->rcpts);
 	rc = attempts(p, &t, err);
 	todo_free(&t);

@@ -1,6 +1,6 @@
 /*
  * deliver.h: one delivery attempt loop. Gets a token, runs the method's
- * transport (SMTP now; Graph later), drops the token and tries once more
+ * transport (SMTP or Graph), drops the token and tries once more
  * when the server rejects it, and tries again after temporary failures
  * within the config's retry budget (attempts, max_seconds) with backoff.
  * The outcome is a sysexits code in err.
@@ -23,6 +23,7 @@ struct deliver_params {
 	const char *helo_name;
 	const char *dsn_notify, *dsn_ret, *dsn_envid;
 	char final_reply[512];		/* out: the server's last reply, for the log */
+	char request_id[40];		/* out: Graph's client-request-id, or "" */
 };
 
 /* 0 when the provider accepted the message; else -1 with err. */

@@ -22,6 +22,7 @@
 #include "config.h"
 #include "deadletter.h"
 #include "deliver.h"
+#include "envelope.h"
 #include "dryrun.h"
 #include "http.h"
 #include "log.h"
@@ -53,6 +54,7 @@ struct run {
 	struct sender sender;
 	bool message_taken;		/* stdin was read: a failure keeps the message */
 	char final_reply[512];
+	char request_id[40];		/* Graph's client-request-id, or "" */
 	struct timespec started;
 	char context[TM_PATH_MAX + 128];
 };
@@ -215,6 +217,8 @@ prepare_header(struct run *r)
 	const struct sender *s = &r->sender;
 
 	message_drop_bcc(&r->msg);
+	if (s->account->method == METHOD_GRAPH)
+		envelope_fit_header(&r->cfg, r->local_domains, &r->rcpts, &r->msg);
 	if (s->from_action == FROM_ADD)
 		message_add_field(&r->msg, "From", s->from_value);
 	else if (s->from_action == FROM_REWRITE)
@@ -243,6 +247,7 @@ send_now(struct run *r, struct tm_err *err)
 		return -1;
 	rc = deliver_message(&dp, err);
 	(void)str_copy(r->final_reply, sizeof(r->final_reply), dp.final_reply);
+	(void)str_copy(r->request_id, sizeof(r->request_id), dp.request_id);
 	return rc;
 }
 
@@ -314,6 +319,7 @@ log_outcome(const struct run *r, int rc, const struct tm_err *err)
 	rec.seconds = (double)(now.tv_sec - r->started.tv_sec) +
 	    (double)(now.tv_nsec - r->started.tv_nsec) / 1e9;
 	rec.exit_code = rc == 0 ? 0 : err->exit;
+	rec.request_id = r->request_id[0] ? r->request_id : NULL;
 	tm_err_clear(&ignored);
 	if (log_message(r->cfg.log, r->cfg.log_file, r->inv.log_file, &rec, &ignored) < 0)
 		log_warn("%s", ignored.msg);

@@ -1,5 +1,6 @@
 """Invocation names, modes and options other than the callers' own."""
 import os
+import re
 
 from tmtest import (TOKENMAIL, DryRun, Workspace, eq, match, run, run_all, test)
 
@@ -188,28 +189,37 @@ def later_modes_say_so():
 
 
 @test
-def graph_delivery_is_refused_clearly_and_the_message_kept():
-    # Graph delivery comes later; until then the message goes to the dead letter.
+def graph_message_over_max_size_is_refused_before_any_request_and_kept():
+    # graph.max_size is checked before the token: no network is touched.
     from tmtest import DEFAULT_CONFIG
-    with Workspace(DEFAULT_CONFIG.replace("log: stderr", "log: {dir}/mail.log")) as ws:
+    config = DEFAULT_CONFIG.replace("log: stderr", "log: {dir}/mail.log").replace(
+        "    client_id: 00000000-0000-0000-0000-000000000002\n",
+        "    client_id: 00000000-0000-0000-0000-000000000002\n    graph: {{max_size: 40}}\n")
+    with Workspace(config) as ws:
         r = ws.run(["-f", "web@example.com", "-X", os.path.join(ws.dir, "x.log"),
                     "a@example.com"], MSG)
         dead = open(os.path.join(ws.dir, "dead.letter"), "rb").read()
         log = open(os.path.join(ws.dir, "mail.log")).read()
         xlog = open(os.path.join(ws.dir, "x.log")).read()
+        cache = os.listdir(os.path.join(ws.dir, "cache")) if os.path.isdir(
+            os.path.join(ws.dir, "cache")) else []
     eq(r.rc, 69, repr(r))
     eq(r.out, b"")
-    eq(r.err, "tokenmail: delivery through Microsoft Graph is not available in this version of tokenmail\n"
-              "  hint: use method: smtp for this account for now\n"
+    size = re.search(r"size=(\d+)", log).group(1)
+    eq(r.err, "tokenmail: the message is %s octets; graph.max_size for account web is 40\n"
+              "  hint: Exchange Online takes at most 150 MB, and a mailbox's own limit is "
+              "often 35 MB\n"
               "  (account web, config %s)\n"
               "  (the message is kept in %s)\n"
-              % (os.path.join(ws.dir, "config.yaml"), os.path.join(ws.dir, "dead.letter")))
+              % (size, os.path.join(ws.dir, "config.yaml"), os.path.join(ws.dir, "dead.letter")))
     match(r"^From web@example.com ", dead.decode())
     match(r"^\S+ tokenmail\[\d+\]: account=web method=graph from=<web@example.com> "
           r"to=<a@example.com> size=\d+ msgid=<[0-9a-f]{32}@example.com> result=failed "
-          r"reply=\"delivery through Microsoft Graph is not available in this version of tokenmail\" "
+          r"reply=\"the message is \d+ octets; graph.max_size for account web is 40\" "
+          r"request-id=[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12} "
           r"duration=\d+\.\d\ds exit=69\n$", log)
     eq(xlog.split(": ", 1)[1], log.split(": ", 1)[1], "-X gets the same line")
+    eq(cache, [], "no token was requested")
     assert dead.endswith(b"\nSubject: t\n\nbody\n\n"), dead
 
 

@@ -513,3 +513,96 @@ def mboxrd_messages(data):
 def lf(data):
     """CRLF or LF line ends -> LF."""
     return data.replace(b"\r\n", b"\n")
+
+
+# ---- The Graph peer (tests/peers/graph_peer.py) ----
+
+class GraphPeer:
+    """A running tests/peers/graph_peer.py: .port, .url ("https://127.0.0.1:PORT/v1.0"),
+    .requests(**where), .sent(), .sent_data(entry), .sent_items_data(entry),
+    .drafts(), .draft_data(event), .file_data(name), .stderr(), .stop().
+    config: see the peer's docstring; cert and key default to the workspace
+    PKI's server pair (or "cert_name": "wronghost" | "untrusted" | "expired"),
+    and with token_peer given its log supplies the valid tokens."""
+
+    def __init__(self, ws, config, name="graph_peer", token_peer=None):
+        config = dict(config)
+        paths = pki(ws)
+        cert = config.pop("cert_name", "server")
+        config.setdefault("cert", paths[cert])
+        config.setdefault("key", paths[cert + "-key"])
+        if token_peer is not None:
+            config.setdefault("token_log", token_peer.log_path)
+        self.ca = paths["ca"]
+        self.dir = os.path.join(ws.dir, name)
+        self.config_path = os.path.join(ws.dir, name + ".json")
+        self.err_path = os.path.join(ws.dir, name + ".err")
+        with open(self.config_path, "w") as f:
+            json.dump(config, f)
+        with open(self.err_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                [PEER_PYTHON, os.path.join(PEERS_DIR, "graph_peer.py"), self.config_path,
+                 self.dir], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+        first = read_line(self.proc.stdout, PEER_START_SECONDS)
+        m = re.match(rb"^PORT (\d+)\n$", first)
+        if not m:
+            self.stop()
+            with open(self.err_path, "rb") as f:
+                raise RuntimeError("graph peer did not start: %r %r" % (first, f.read()[-2000:]))
+        self.port = int(m.group(1))
+        self.url = "https://127.0.0.1:%d/v1.0" % self.port
+
+    def _jsonl(self, name):
+        try:
+            with open(os.path.join(self.dir, name)) as f:
+                return [json.loads(line) for line in f.read().splitlines() if line]
+        except FileNotFoundError:
+            return []
+
+    def requests(self, **where):
+        """Requests the peer logged, oldest first; where: field=value filters
+        (e.g. op="sendMail", status=202)."""
+        return [e for e in self._jsonl("requests.jsonl")
+                if all(e.get(k) == v for k, v in where.items())]
+
+    def sent(self):
+        """Messages accepted for delivery (sendMail, or a draft's send), oldest first."""
+        return self._jsonl("sent.jsonl")
+
+    def drafts(self):
+        """Draft events (created, attachment, upload_complete, deleted, sent), oldest first."""
+        return self._jsonl("drafts.jsonl")
+
+    def file_data(self, name):
+        with open(os.path.join(self.dir, name), "rb") as f:
+            return f.read()
+
+    def sent_data(self, entry):
+        """The delivered copy of a sent.jsonl entry (Bcc removed), bytes."""
+        return self.file_data(entry["file"])
+
+    def sent_items_data(self, entry):
+        """The Sent Items copy of a sent.jsonl entry (Bcc kept), bytes."""
+        return self.file_data(entry["sent_items_file"])
+
+    def draft_data(self, event):
+        """The MIME of a draft as posted, from its "created" event in drafts()."""
+        return self.file_data(event["file"])
+
+    def stderr(self):
+        with open(self.err_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self):
+        stop_process(self.proc)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def start_graph_peer(ws, config, name="graph_peer", token_peer=None):
+    """Start the fake Microsoft Graph endpoint (see GraphPeer). Stop it with .stop()."""
+    return GraphPeer(ws, config, name, token_peer)
