@@ -1,8 +1,8 @@
 /*
  * address_priv.h: what the parts of the address code share: the lexer's
  * tokens and the parser state (address_lex.c: bytes, errors, tokens;
- * address.c: the grammar), byte classes, UTF-8 and list growth (also
- * address_util.c). Private to those files.
+ * address.c: the grammar), byte classes and list growth (also
+ * address_util.c; UTF-8 lengths are util.h's). Private to those files.
  */
 #ifndef TM_ADDRESS_PRIV_H
 #define TM_ADDRESS_PRIV_H
@@ -38,40 +38,6 @@ is_atext(unsigned char c)
 {
 	return is_alnum(c) || c >= 0x80 ||
 	    (c != '\0' && strchr("!#$%&'*+-/=?^_`{|}~", c) != NULL);
-}
-
-/* Length of the valid UTF-8 sequence at s (avail bytes left), 0 if invalid:
-   overlong forms, surrogates and code points above U+10FFFF are refused. */
-static inline size_t
-utf8_len(const unsigned char *s, size_t avail)
-{
-	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
-	size_t n, i;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		n = 2;
-	else if (c >= 0xe0 && c <= 0xef)
-		n = 3;
-	else if (c >= 0xf0 && c <= 0xf4)
-		n = 4;
-	else
-		return 0;
-	if (c == 0xe0)
-		lo = 0xa0;
-	else if (c == 0xed)
-		hi = 0x9f;
-	else if (c == 0xf0)
-		lo = 0x90;
-	else if (c == 0xf4)
-		hi = 0x8f;
-	if (n > avail || s[1] < lo || s[1] > hi)
-		return 0;
-	for (i = 2; i < n; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	return n;
 }
 
 static inline bool

@@ -205,18 +205,6 @@ authorize_state_matches(const char *expected, const char *got)
 	return diff == 0;
 }
 
-static int
-hex_value(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* One decoded octet from s[*i] on, advancing *i; -1 on a bad escape. */
 static int
 query_octet(const char *s, size_t n, size_t *i)

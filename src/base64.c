@@ -63,15 +63,34 @@ base64url_encode(struct strbuf *b, const void *data, size_t len)
 	return encode(b, data, len, alphabet_url, false);
 }
 
-/* The 6-bit value of c in abc, or -1. */
-static int
-sextet(const char *abc, char c)
-{
-	const char *p;
+const signed char base64_values[256] = {
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, 62, -1, -1, -1, 63,
+	52, 53, 54, 55, 56, 57, 58, 59, 60, 61, -1, -1, -1, -1, -1, -1,
+	-1, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,
+	15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, -1, -1, -1, -1, -1,
+	-1, 26, 27, 28, 29, 30, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40,
+	41, 42, 43, 44, 45, 46, 47, 48, 49, 50, 51, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+	-1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+};
 
-	if (c == '\0' || (p = strchr(abc, c)) == NULL)
+/* The 6-bit value of c in the standard or the URL alphabet, or -1. */
+static int
+sextet(char c, bool url)
+{
+	if (url && (c == '-' || c == '_'))
+		return c == '-' ? 62 : 63;
+	if (url && (c == '+' || c == '/'))
 		return -1;
-	return (int)(p - abc);
+	return base64_values[(unsigned char)c];
 }
 
 /*
@@ -99,14 +118,14 @@ unpadded_length(const char *text, size_t len)
  * string has exactly one accepted encoding (RFC 4648 section 3.5).
  */
 static int
-decode_into(unsigned char *out, const char *text, size_t n, const char *abc)
+decode_into(unsigned char *out, const char *text, size_t n, bool url)
 {
 	unsigned long acc = 0;
 	size_t i, o = 0;
 	int bits = 0;
 
 	for (i = 0; i < n; i++) {
-		int v = sextet(abc, text[i]);
+		int v = sextet(text[i], url);
 
 		if (v < 0)
 			return -1;
@@ -123,7 +142,7 @@ decode_into(unsigned char *out, const char *text, size_t n, const char *abc)
 }
 
 static int
-decode(struct strbuf *b, const char *text, size_t len, const char *abc)
+decode(struct strbuf *b, const char *text, size_t len, bool url)
 {
 	long n = unpadded_length(text, len);
 	size_t out_len;
@@ -133,7 +152,7 @@ decode(struct strbuf *b, const char *text, size_t len, const char *abc)
 	out_len = (size_t)n / 4 * 3 + ((size_t)n % 4 ? (size_t)n % 4 - 1 : 0);
 	if (strbuf_reserve_wiped(b, out_len) < 0)
 		return -1;
-	if (decode_into((unsigned char *)b->data + b->len, text, (size_t)n, abc) < 0) {
+	if (decode_into((unsigned char *)b->data + b->len, text, (size_t)n, url) < 0) {
 		secret_wipe(b->data + b->len, out_len);
 		b->data[b->len] = '\0';
 		return -1;
@@ -146,11 +165,11 @@ decode(struct strbuf *b, const char *text, size_t len, const char *abc)
 int
 base64_decode(struct strbuf *b, const char *text, size_t len)
 {
-	return decode(b, text, len, alphabet_std);
+	return decode(b, text, len, false);
 }
 
 int
 base64url_decode(struct strbuf *b, const char *text, size_t len)
 {
-	return decode(b, text, len, alphabet_url);
+	return decode(b, text, len, true);
 }

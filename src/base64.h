@@ -18,4 +18,8 @@ int base64url_encode(struct strbuf *b, const void *data, size_t len);
 int base64_decode(struct strbuf *b, const char *text, size_t len);
 int base64url_decode(struct strbuf *b, const char *text, size_t len);
 
+/* The 6-bit value of each octet in the standard alphabet, -1 for every
+   other octet ('=' included): for decoders of their own (MIME bodies). */
+extern const signed char base64_values[256];
+
 #endif

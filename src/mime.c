@@ -40,7 +40,6 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sysexits.h>
 
 #include "mime.h"
@@ -358,8 +357,7 @@ field_index(const struct line *ln, size_t colon)
 	while (n > 0 && is_wsp(ln->p[n - 1]))
 		n--;
 	for (i = 0; i < F_COUNT; i++)
-		if (strlen(field_names[i]) == n &&
-		    strncasecmp(ln->p, field_names[i], n) == 0)
+		if (token_is(ln->p, n, field_names[i]))
 			return i;
 	return -1;
 }

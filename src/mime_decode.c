@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base64.h"
 #include "mime.h"
 #include "mime_priv.h"
 #include "util.h"
@@ -48,31 +49,55 @@ part_refill(struct mime_part_reader *pr, struct tm_err *err)
 	return 1;
 }
 
-/* Decode base64 from raw into out[cap]; returns the bytes written. */
+/*
+ * Decode base64 from raw into out[cap]; returns the bytes written. Whole
+ * groups of four alphabet characters go at once; anything else (line
+ * ends, junk, a group split by them, '=') one character at a time.
+ */
 static size_t
 base64_step(struct mime_part_reader *pr, char *out, size_t cap)
 {
-	size_t n = 0;
+	const unsigned char *in = (const unsigned char *)pr->raw;
+	size_t i = pr->rpos, end = pr->rlen, n = 0;
+	unsigned bits = pr->bits, nbits = pr->nbits;
 
-	while (pr->rpos < pr->rlen && n < cap) {
-		char c = pr->raw[pr->rpos++];
-		int v = base64_value(c);
+	while (i < end && n < cap) {
+		int v;
 
-		if (c == '=') {
+		while (nbits == 0 && end - i >= 4 && cap - n >= 3) {
+			int a = base64_values[in[i]], b = base64_values[in[i + 1]],
+			    c = base64_values[in[i + 2]], d = base64_values[in[i + 3]];
+
+			if ((a | b | c | d) < 0)
+				break;
+			bits = (unsigned)a << 18 | (unsigned)b << 12 | (unsigned)c << 6 |
+			    (unsigned)d;
+			out[n] = (char)(bits >> 16);
+			out[n + 1] = (char)(bits >> 8 & 0xff);
+			out[n + 2] = (char)(bits & 0xff);
+			n += 3;
+			i += 4;
+		}
+		if (i == end || n == cap)
+			break;
+		if (in[i] == '=') {
 			/* The data ends here; what follows is not decoded. */
 			pr->padded = true;
-			pr->rpos = pr->rlen;
+			i = end;
 			break;
 		}
-		if (v < 0)
+		if ((v = base64_values[in[i++]]) < 0)
 			continue;
-		pr->bits = (pr->bits << 6 | (unsigned)v) & 0xffffff;
-		pr->nbits += 6;
-		if (pr->nbits >= 8) {
-			pr->nbits -= 8;
-			out[n++] = (char)(pr->bits >> pr->nbits & 0xff);
+		bits = (bits << 6 | (unsigned)v) & 0xffffff;
+		nbits += 6;
+		if (nbits >= 8) {
+			nbits -= 8;
+			out[n++] = (char)(bits >> nbits & 0xff);
 		}
 	}
+	pr->rpos = i;
+	pr->bits = bits;
+	pr->nbits = nbits;
 	return n;
 }
 

@@ -19,8 +19,8 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
+#include "base64.h"
 #include "mime.h"
 #include "mime_priv.h"
 #include "util.h"
@@ -84,37 +84,14 @@ token_len(const char *p)
 
 /* ---- UTF-8 and charsets --------------------------------------------- */
 
-/* Length of the valid UTF-8 character at s[0, n) with its code point in
-   *cp, or 0: overlong forms, surrogates and values past U+10FFFF too. */
-static size_t
-utf8_char(const unsigned char *s, size_t n, unsigned long *cp)
+/* Whether the valid UTF-8 character s[0, len) is a control: C0, DEL or C1
+   (U+0080 to U+009F, 0xc2 0x80 to 0xc2 0x9f). */
+static bool
+utf8_is_control(const unsigned char *s, size_t len)
 {
-	unsigned long c = s[0], min;
-	size_t len, i;
-
-	if (c < 0x80) {
-		*cp = c;
-		return 1;
-	}
-	if (c >= 0xc2 && c <= 0xdf) {
-		len = 2, c &= 0x1f, min = 0x80;
-	} else if (c >= 0xe0 && c <= 0xef) {
-		len = 3, c &= 0x0f, min = 0x800;
-	} else if (c >= 0xf0 && c <= 0xf4) {
-		len = 4, c &= 0x07, min = 0x10000;
-	} else
-		return 0;
-	if (n < len)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		c = c << 6 | (s[i] & 0x3f);
-	}
-	if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
-		return 0;
-	*cp = c;
-	return len;
+	if (len == 1)
+		return s[0] < 0x20 || s[0] == 0x7f;
+	return len == 2 && s[0] == 0xc2 && s[1] < 0xa0;
 }
 
 /*
@@ -130,15 +107,15 @@ utf8_clean(const char *s, size_t n, size_t max)
 	size_t i = 0, o = 0;
 
 	while (i < n) {
-		unsigned long cp = 0;
-		size_t len = utf8_char((const unsigned char *)s + i, n - i, &cp);
+		const unsigned char *u = (const unsigned char *)s + i;
+		size_t len = utf8_len(u, n - i);
 		const char *src = s + i;
 
 		i += len ? len : 1;
 		if (len == 0) {
 			src = "?";
 			len = 1;
-		} else if (cp < 0x20 || (cp >= 0x7f && cp < 0xa0))
+		} else if (utf8_is_control(u, len))
 			continue;
 		if (o + len > max)
 			break;
@@ -157,15 +134,15 @@ utf8_clean(const char *s, size_t n, size_t max)
 static bool
 charset_is_latin1(const char *cs)
 {
-	return strcasecmp(cs, "iso-8859-1") == 0 || strcasecmp(cs, "iso8859-1") == 0 ||
-	    strcasecmp(cs, "iso_8859-1") == 0 || strcasecmp(cs, "latin1") == 0;
+	return str_eq_nocase(cs, "iso-8859-1") || str_eq_nocase(cs, "iso8859-1") ||
+	    str_eq_nocase(cs, "iso_8859-1") || str_eq_nocase(cs, "latin1");
 }
 
 static bool
 charset_known(const char *cs)
 {
-	return strcasecmp(cs, "utf-8") == 0 || strcasecmp(cs, "utf8") == 0 ||
-	    strcasecmp(cs, "us-ascii") == 0 || charset_is_latin1(cs);
+	return str_eq_nocase(cs, "utf-8") || str_eq_nocase(cs, "utf8") ||
+	    str_eq_nocase(cs, "us-ascii") || charset_is_latin1(cs);
 }
 
 /*
@@ -251,7 +228,7 @@ ew_decode(const struct encoded_word *w, struct strbuf *out)
 			i += 2;
 		} else if (w->enc == 'Q')
 			c = c == '_' ? ' ' : c;
-		else if ((v = base64_value(c)) < 0)
+		else if ((v = base64_values[(unsigned char)c]) < 0)
 			continue;	/* padding and junk: what is whole stays */
 		else {
 			bits = (bits << 6 | (unsigned)v) & 0xffffff;
@@ -362,7 +339,7 @@ param_add(struct params *pl, const char *attr, size_t alen, const char *value)
 	if (pl->n == MIME_PARAMS_MAX)
 		return;
 	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-		if (strlen(names[i]) == blen && strncasecmp(attr, names[i], blen) == 0)
+		if (token_is(attr, blen, names[i]))
 			break;
 	if (i == sizeof(names) / sizeof(names[0]))
 		return;
@@ -594,9 +571,9 @@ parse_encoding(const char *v)
 	const char *t = skip_cfws(v);
 	size_t n = token_len(t);
 
-	if (n == 6 && strncasecmp(t, "base64", 6) == 0)
+	if (token_is(t, n, "base64"))
 		return MIME_ENC_BASE64;
-	if (n == 16 && strncasecmp(t, "quoted-printable", 16) == 0)
+	if (token_is(t, n, "quoted-printable"))
 		return MIME_ENC_QP;
 	return MIME_ENC_IDENTITY;
 }
@@ -608,8 +585,8 @@ apply_disposition(struct mime_part *p, const char *v, struct params *pl)
 	const char *t = skip_cfws(v);
 	size_t n = token_len(t);
 
-	p->disposition_attachment = n == 10 && strncasecmp(t, "attachment", 10) == 0;
-	p->disposition_inline = n == 6 && strncasecmp(t, "inline", 6) == 0;
+	p->disposition_attachment = token_is(t, n, "attachment");
+	p->disposition_inline = token_is(t, n, "inline");
 	parse_params(t + n, pl);
 }
 

@@ -2,13 +2,16 @@
  * mime_priv.h: what the parts of the MIME code share (mime.c: the
  * structure parser and its reads of the message; mime_param.c: what a
  * part's header fields say; mime_decode.c: the body decoders), and the
- * byte classes they all use. Private to those files.
+ * byte classes they all use (hex digits and UTF-8 are util.h's, base64
+ * values base64.h's). Private to those files.
  */
 #ifndef TM_MIME_PRIV_H
 #define TM_MIME_PRIV_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <string.h>
+#include <strings.h>
 
 #include "err.h"
 #include "mime.h"
@@ -21,32 +24,11 @@ is_wsp(char c)
 	return c == ' ' || c == '\t';
 }
 
-static inline int
-hex_value(char c)
+/* s[0, n) is the token word, ASCII case ignored. */
+static inline bool
+token_is(const char *s, size_t n, const char *word)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-static inline int
-base64_value(char c)
-{
-	if (c >= 'A' && c <= 'Z')
-		return c - 'A';
-	if (c >= 'a' && c <= 'z')
-		return c - 'a' + 26;
-	if (c >= '0' && c <= '9')
-		return c - '0' + 52;
-	if (c == '+')
-		return 62;
-	if (c == '/')
-		return 63;
-	return -1;
+	return strlen(word) == n && strncasecmp(s, word, n) == 0;
 }
 
 /* mime.c */

@@ -32,6 +32,12 @@ bool str_eq_nocase(const char *a, const char *b);
 bool str_starts_nocase(const char *s, const char *prefix);
 /* Parse a decimal integer in [min, max]; -1 on anything else. */
 int parse_long(const char *s, long min, long max, long *out);
+/* The value of hex digit c (either case), or -1. */
+int hex_value(char c);
+/* Length of the valid UTF-8 sequence at s (avail bytes left, avail >= 1),
+   0 if invalid: overlong forms, surrogates and code points above U+10FFFF
+   are refused. An ASCII byte, NUL and controls included, is 1. */
+size_t utf8_len(const unsigned char *s, size_t avail);
 
 /* Overwrite a secret before it is freed (explicit_bzero survives optimisation). */
 void secret_wipe(void *p, size_t n);

@@ -173,6 +173,21 @@ test_round_trip(void)
 	tap_ok(ok, "round trip of every octet value, both alphabets");
 }
 
+static void
+test_values(void)
+{
+	static const char abc[] =
+	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	int c, ok = 1;
+
+	for (c = 0; c < 256; c++) {
+		const char *p = c != 0 ? strchr(abc, c) : NULL;
+
+		ok &= base64_values[c] == (p != NULL ? p - abc : -1);
+	}
+	tap_ok(ok, "base64_values: the standard alphabet, -1 elsewhere");
+}
+
 int
 main(void)
 {
@@ -182,5 +197,6 @@ main(void)
 	test_embedded_nul();
 	test_limits();
 	test_round_trip();
+	test_values();
 	return tap_done();
 }

@@ -1,4 +1,5 @@
-/* util_test.c: bounded strings, strbuf limits, number parsing, errors, sanitizing. */
+/* util_test.c: bounded strings, strbuf limits, number parsing, hex and UTF-8,
+   errors, sanitizing. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -104,6 +105,24 @@ test_sanitize(void)
 }
 
 static void
+test_hex_utf8(void)
+{
+	tap_is_int(hex_value('0'), 0, "hex_value: 0");
+	tap_is_int(hex_value('f'), 15, "hex_value: f");
+	tap_is_int(hex_value('A'), 10, "hex_value: A");
+	tap_is_int(hex_value('g'), -1, "hex_value: g is not a digit");
+	tap_is_int(hex_value('\0'), -1, "hex_value: NUL is not a digit");
+	tap_is_int((long)utf8_len((const unsigned char *)"\x01", 1), 1, "utf8_len: a control is 1");
+	tap_is_int((long)utf8_len((const unsigned char *)"\xc3\xa9", 2), 2, "utf8_len: 2 octets");
+	tap_is_int((long)utf8_len((const unsigned char *)"\xf0\x9f\x98\x80", 4), 4, "utf8_len: 4 octets");
+	tap_is_int((long)utf8_len((const unsigned char *)"\xc3\xa9", 1), 0, "utf8_len: cut short");
+	tap_is_int((long)utf8_len((const unsigned char *)"\xc0\xaf", 2), 0, "utf8_len: overlong");
+	tap_is_int((long)utf8_len((const unsigned char *)"\xed\xa0\x80", 3), 0, "utf8_len: surrogate");
+	tap_is_int((long)utf8_len((const unsigned char *)"\xf4\x90\x80\x80", 4), 0,
+	    "utf8_len: past U+10FFFF");
+}
+
+static void
 test_err(void)
 {
 	struct tm_err e;
@@ -129,6 +148,7 @@ main(void)
 	test_parse_long();
 	test_random_hex();
 	test_sanitize();
+	test_hex_utf8();
 	test_err();
 	return tap_done();
 }
