@@ -163,14 +163,13 @@ graph_attempt(struct deliver_params *p, long *retry_after, struct tm_err *err)
 		.msg = p->msg,
 		.ca_file = cfg->tls_ca_file,
 		.proxy = cfg->https_proxy,
-		.timeout_seconds = cfg->timeout_seconds ? cfg->timeout_seconds :
-		    TM_HTTP_TIMEOUT_SECONDS,
 		.request_id = p->request_id,
 	};
 	int rc;
 
 	token_context_for(p, &c);
 	gp.env_proxy = !c.setgid;
+	gp.timeout_seconds = c.timeout_seconds;
 	rc = graph_deliver(&gp, &r, err);
 	(void)str_copy(p->final_reply, sizeof(p->final_reply), r.reply);
 	*retry_after = r.retry_after;

@@ -42,17 +42,19 @@ graph_new_request_id(char *out, size_t size)
 
 /* ---- requests ---- */
 
+/* req for c; headers[4] holds the header lines it points to. */
 static void
-request_for(const struct graph_session *g, const struct graph_call *c, char **headers,
-    struct http_request *req)
+request_for(const struct graph_session *g, const struct graph_call *c,
+    char *id_header, size_t id_size, const char **headers, struct http_request *req)
 {
 	const struct graph_params *p = g->p;
-	size_t n = 0, i;
+	size_t n = 0;
 
-	headers[n++] = xasprintf("client-request-id: %s", p->request_id);
-	headers[n++] = xstrdup("return-client-request-id: true");
-	for (i = 0; c->headers && c->headers[i] && n < 5; i++)
-		headers[n++] = xstrdup(c->headers[i]);
+	(void)str_format(id_header, id_size, "client-request-id: %s", p->request_id);
+	headers[n++] = id_header;
+	headers[n++] = "return-client-request-id: true";
+	if (c->header)
+		headers[n++] = c->header;
 	headers[n] = NULL;
 	memset(req, 0, sizeof(*req));
 	req->method = c->method;
@@ -61,7 +63,7 @@ request_for(const struct graph_session *g, const struct graph_call *c, char **he
 	req->source = c->source;
 	req->body = c->body;
 	req->body_len = c->body_len;
-	req->headers = (const char *const *)headers;
+	req->headers = headers;
 	req->bearer_token = c->no_auth ? NULL : g->token;
 	req->ca_file = p->ca_file;
 	req->proxy = p->proxy;
@@ -75,17 +77,13 @@ perform(struct graph_session *g, const struct graph_call *c, struct http_respons
     struct tm_err *err)
 {
 	struct http_request req;
-	char *headers[6] = { NULL };
-	size_t i;
-	int rc;
+	char id_header[GRAPH_REQUEST_ID_LEN + 32];
+	const char *headers[4];
 
 	if (c->source && c->source->rewind(c->source->ctx) < 0)
 		return tm_err_set(err, TM_ERR_IO, EX_IOERR, "cannot read the message spool");
-	request_for(g, c, headers, &req);
-	rc = http_perform(&req, resp, err);
-	for (i = 0; headers[i]; i++)
-		free(headers[i]);
-	return rc;
+	request_for(g, c, id_header, sizeof(id_header), headers, &req);
+	return http_perform(&req, resp, err);
 }
 
 /* A 401 may be a cached token revoked or issued before a permission
@@ -128,6 +126,17 @@ graph_request(struct graph_session *g, const struct graph_call *c,
 	return -1;
 }
 
+int
+graph_call_ok(struct graph_session *g, const struct graph_call *c, struct tm_err *err)
+{
+	struct http_response resp;
+
+	if (graph_request(g, c, &resp, err) < 0)
+		return -1;
+	http_response_free(&resp);
+	return 0;
+}
+
 /* ---- the message as pieces ---- */
 
 static int
@@ -157,7 +166,6 @@ send_mail(struct graph_session *g, struct tm_err *err)
 	struct stream_pieces msg;
 	struct stream_base64 b64;
 	struct http_body_source src;
-	struct http_response resp;
 	int rc;
 
 	graph_message_pieces(g->p->msg, &hdr, &msg);
@@ -165,11 +173,9 @@ send_mail(struct graph_session *g, struct tm_err *err)
 	stream_body_source(&b64.s, &src);
 	strbuf_init(&url, TM_PATH_MAX);
 	(void)strbuf_appendf(&url, "%s/sendMail", g->prefix.data);
-	rc = graph_request(g, &(struct graph_call){ .what = "refused the message",
+	rc = graph_call_ok(g, &(struct graph_call){ .what = "refused the message",
 	    .method = "POST", .url = url.data, .content_type = "text/plain", .source = &src,
-	    .expect = 202 }, &resp, err);
-	if (rc == 0)
-		http_response_free(&resp);
+	    .expect = 202 }, err);
 	strbuf_free(&url);
 	stream_pieces_free(&msg);
 	strbuf_free(&hdr);

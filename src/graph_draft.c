@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "graph_priv.h"
 #include "json.h"
@@ -35,56 +34,13 @@ struct draft {
 	char id[512];			/* the draft's id once created */
 };
 
-/* ---- random access to the pieces ---- */
-
+/* The MIME parser's view of the message. */
 static long
-pieces_read_at(void *ctx, long long offset, char *buf, size_t n)
+message_read_at(void *ctx, long long offset, char *buf, size_t n)
 {
-	const struct stream_pieces *p = ctx;
-	long long base = 0;
-	size_t i;
+	struct tm_err ignored;
 
-	for (i = 0; i < p->count; i++) {
-		const struct stream_piece *it = &p->items[i];
-
-		if (offset < base + it->len) {
-			long long in = offset - base, left = it->len - in;
-			size_t want = left < (long long)n ? (size_t)left : n;
-			ssize_t got;
-
-			if (it->mem != NULL) {
-				memcpy(buf, it->mem + in, want);
-				return (long)want;
-			}
-			got = pread(it->fd, buf, want, (off_t)(it->offset + in));
-			return got > 0 ? (long)got : -1;
-		}
-		base += it->len;
-	}
-	return 0;
-}
-
-/* Append [from, to) of the message to out, as pieces of msg. */
-static void
-add_range(const struct stream_pieces *msg, long long from, long long to,
-    struct stream_pieces *out)
-{
-	long long base = 0;
-	size_t i;
-
-	for (i = 0; i < msg->count && from < to; i++) {
-		const struct stream_piece *it = &msg->items[i];
-		long long lo = from > base ? from : base;
-		long long hi = to < base + it->len ? to : base + it->len;
-
-		if (lo < hi) {
-			if (it->mem != NULL)
-				stream_pieces_add_mem(out, it->mem + (lo - base), (size_t)(hi - lo));
-			else
-				stream_pieces_add_file(out, it->fd, it->offset + (lo - base), hi - lo);
-		}
-		base += it->len;
-	}
+	return stream_pieces_read_at(ctx, offset, buf, n, &ignored);
 }
 
 /* ---- what to take out ---- */
@@ -106,10 +62,10 @@ draft_pieces(const struct draft *d, struct stream_pieces *out)
 	for (i = 0; i < d->tree.count; i++) {
 		if (!d->moved[i])
 			continue;
-		add_range(&d->msg, at, d->tree.parts[i].delim_start, out);
+		stream_pieces_add_range(out, &d->msg, at, d->tree.parts[i].delim_start);
 		at = d->tree.parts[i].next_delim;
 	}
-	add_range(&d->msg, at, d->msg.s.size, out);
+	stream_pieces_add_range(out, &d->msg, at, d->msg.s.size);
 }
 
 /* The largest attachment still in, or -1. */
@@ -200,7 +156,7 @@ create_draft(struct draft *d, struct tm_err *err)
 	url_for(d, "", &url);
 	rc = graph_request(d->g, &(struct graph_call){ .what = "refused the draft",
 	    .method = "POST", .url = url.data, .content_type = "text/plain", .source = &src,
-	    .expect = 201 }, &resp, err);
+	    .builds_draft = true, .expect = 201 }, &resp, err);
 	if (rc == 0) {
 		rc = answer_string(&resp, "id", d->id, sizeof(d->id), err);
 		http_response_free(&resp);
@@ -214,18 +170,15 @@ create_draft(struct draft *d, struct tm_err *err)
 static void
 delete_draft(struct draft *d)
 {
-	struct http_response resp;
 	struct strbuf url;
 	struct tm_err ignored;
 	struct graph_result keep = *d->g->r;
 
 	tm_err_clear(&ignored);
 	url_for(d, "", &url);
-	if (graph_request(d->g, &(struct graph_call){ .what = "refused to delete the draft",
+	if (graph_call_ok(d->g, &(struct graph_call){ .what = "refused to delete the draft",
 	    .method = "DELETE", .url = url.data, .expect = 204, .expect_also = 200 },
-	    &resp, &ignored) == 0)
-		http_response_free(&resp);
-	else
+	    &ignored) < 0)
 		log_trace("graph: the draft could not be deleted: %s", ignored.msg);
 	*d->g->r = keep;
 	strbuf_free(&url);
@@ -234,15 +187,12 @@ delete_draft(struct draft *d)
 static int
 send_draft(struct draft *d, struct tm_err *err)
 {
-	struct http_response resp;
 	struct strbuf url;
 	int rc;
 
 	url_for(d, "/send", &url);
-	rc = graph_request(d->g, &(struct graph_call){ .what = "refused to send the draft",
-	    .method = "POST", .url = url.data, .expect = 202 }, &resp, err);
-	if (rc == 0)
-		http_response_free(&resp);
+	rc = graph_call_ok(d->g, &(struct graph_call){ .what = "refused to send the draft",
+	    .method = "POST", .url = url.data, .expect = 202 }, err);
 	strbuf_free(&url);
 	return rc;
 }
@@ -290,7 +240,6 @@ post_attachment(struct draft *d, struct attachment *a, struct tm_err *err)
 	struct stream_base64 b64;
 	struct stream_chain all;
 	struct http_body_source src;
-	struct http_response resp;
 	int rc;
 
 	strbuf_init(&head, 8192);
@@ -312,11 +261,10 @@ post_attachment(struct draft *d, struct attachment *a, struct tm_err *err)
 	strbuf_init(&what, 512);
 	(void)strbuf_appendf(&what, "refused the attachment \"%s\"", a->name);
 	/* Graph answers with the attachment, its contentBytes included. */
-	rc = graph_request(d->g, &(struct graph_call){ .what = what.data, .method = "POST",
+	rc = graph_call_ok(d->g, &(struct graph_call){ .what = what.data, .method = "POST",
 	    .url = url.data, .content_type = "application/json", .source = &src,
-	    .max_response = 2 * TM_GRAPH_REQUEST_MAX, .expect = 201 }, &resp, err);
-	if (rc == 0)
-		http_response_free(&resp);
+	    .max_response = 2 * TM_GRAPH_REQUEST_MAX, .builds_draft = true, .expect = 201 },
+	    err);
 	strbuf_free(&what);
 	strbuf_free(&url);
 	stream_pieces_free(&pre);
@@ -354,7 +302,7 @@ open_session(struct upload *u, struct tm_err *err)
 	    u->a->name);
 	rc = graph_request(u->d->g, &(struct graph_call){ .what = u->what, .method = "POST",
 	    .url = url.data, .content_type = "application/json", .body = body.data,
-	    .body_len = body.len, .expect = 201 }, &resp, err);
+	    .body_len = body.len, .builds_draft = true, .expect = 201 }, &resp, err);
 	if (rc == 0) {
 		rc = answer_string(&resp, "uploadUrl", u->url, sizeof(u->url), err);
 		http_response_free(&resp);
@@ -393,21 +341,16 @@ static int
 put_range(struct upload *u, size_t from, struct tm_err *err)
 {
 	char range[128];
-	const char *headers[] = { range, NULL };
-	struct http_response resp;
 	long long first = u->chunk_start + (long long)from;
 	long long last = u->chunk_start + (long long)u->chunk_len - 1;
-	int rc;
 
 	(void)str_format(range, sizeof(range), "Content-Range: bytes %lld-%lld/%lld", first,
 	    last, u->a->size);
-	rc = graph_request(u->d->g, &(struct graph_call){ .what = u->what, .method = "PUT",
+	return graph_call_ok(u->d->g, &(struct graph_call){ .what = u->what, .method = "PUT",
 	    .url = u->url, .content_type = "application/octet-stream", .body = u->chunk + from,
-	    .body_len = u->chunk_len - from, .headers = headers, .no_auth = true,
-	    .expect = last + 1 == u->a->size ? 201 : 200, .expect_also = 200 }, &resp, err);
-	if (rc == 0)
-		http_response_free(&resp);
-	return rc;
+	    .body_len = u->chunk_len - from, .header = range, .no_auth = true,
+	    .builds_draft = true, .expect = last + 1 == u->a->size ? 201 : 200,
+	    .expect_also = 200 }, err);
 }
 
 /* Where the session wants the next byte, from GET on the upload URL. */
@@ -420,7 +363,8 @@ next_expected(struct upload *u, long long *next, struct tm_err *err)
 	int rc = -1;
 
 	if (graph_request(u->d->g, &(struct graph_call){ .what = u->what, .method = "GET",
-	    .url = u->url, .no_auth = true, .expect = 200 }, &resp, err) < 0)
+	    .url = u->url, .no_auth = true, .builds_draft = true, .expect = 200 }, &resp,
+	    err) < 0)
 		return -1;
 	if (json_parse_from("Microsoft Graph", resp.body, resp.body_len, &doc, err) == 0) {
 		range = json_get_array_string(doc, "nextExpectedRanges", 0);
@@ -523,7 +467,7 @@ graph_send_draft(struct graph_session *g, struct tm_err *err)
 	memset(&d, 0, sizeof(d));
 	d.g = g;
 	graph_message_pieces(g->p->msg, &d.hdr, &d.msg);
-	d.reader = (struct mime_reader){ &d.msg, pieces_read_at, d.msg.s.size };
+	d.reader = (struct mime_reader){ &d.msg, message_read_at, d.msg.s.size };
 	if (mime_parse(&d.reader, &d.tree, err) < 0)
 		goto out;
 	d.moved = xcalloc(d.tree.count ? d.tree.count : 1, sizeof(*d.moved));

@@ -46,15 +46,12 @@ hint_for(const char *code)
 }
 
 /* The hint: the code's, else one for the status; the draft path's
-   permission when a draft step is refused for want of rights. */
+   permission when a step that builds the draft is refused for want of
+   rights (sending the draft needs Mail.Send only). */
 static const char *
 hint_for_answer(const struct graph_call *c, long status, const char *code)
 {
-	/* Sending the draft needs Mail.Send only; building it needs more. */
-	bool draft_step = (strstr(c->what, "draft") && !strstr(c->what, "send")) ||
-	    strstr(c->what, "attachment") || strstr(c->what, "upload");
-
-	if (draft_step && status == 403)
+	if (c->builds_draft && status == 403)
 		return "messages over 3 MB are sent as a draft, which needs Mail.ReadWrite as "
 		    "well as Mail.Send";
 	if (hint_for(code))

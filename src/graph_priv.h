@@ -28,7 +28,8 @@ struct graph_call {
 	const struct http_body_source *source;	/* or body[body_len] */
 	const char *body;
 	size_t body_len;
-	const char *const *headers;	/* more headers, or NULL */
+	const char *header;		/* one more header line, or NULL */
+	bool builds_draft;		/* a step that needs Mail.ReadWrite */
 	bool no_auth;			/* a pre-authenticated upload URL */
 	size_t max_response;		/* cap on the answer; 0: TM_JSON_MAX */
 	long expect, expect_also;	/* the statuses that mean success */
@@ -41,6 +42,9 @@ struct graph_call {
  */
 int graph_request(struct graph_session *g, const struct graph_call *c,
     struct http_response *resp, struct tm_err *err);
+
+/* graph_request for a call whose answer says nothing beyond its status. */
+int graph_call_ok(struct graph_session *g, const struct graph_call *c, struct tm_err *err);
 
 /* err (and r->reply, r->retry_after) for an answer c did not expect. */
 int graph_answer_error(const struct graph_call *c, const struct http_response *resp,

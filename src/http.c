@@ -353,8 +353,7 @@ on_header(char *data, size_t size, size_t nmemb, void *arg)
 	} else if (!tr->have_request_id &&
 	    header_value(data, n, "client-request-id", v, sizeof(v))) {
 		(void)str_copy(resp->request_id, sizeof(resp->request_id), v);
-	} else
-		(void)header_value(data, n, "location", resp->location, sizeof(resp->location));
+	}
 	return n;
 }
 

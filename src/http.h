@@ -43,7 +43,7 @@ struct http_request {
 	size_t body_len;
 	const struct http_body_source *source;	/* a streamed body instead of body */
 	const char *const *headers;	/* more "Name: value" lines, NULL-terminated,
-					   or NULL; traced by name only */
+					   or NULL; never traced */
 	const char *bearer_token;	/* Authorization: Bearer, or NULL; never traced */
 	const char *ca_file;		/* extra trust anchors (PEM), or NULL */
 	const char *proxy;		/* explicit proxy URL, or NULL */
@@ -61,7 +61,6 @@ struct http_response {
 					   absent or an HTTP-date */
 	char request_id[64];		/* request-id, else client-request-id header, or
 					   ""; truncated, non-printable octets as '?' */
-	char location[512];		/* Location header, cleaned the same way, or "" */
 };
 
 /* Once per process, before the first request (libcurl global init; a

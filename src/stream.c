@@ -46,48 +46,53 @@ stream_body_source(struct stream *s, struct http_body_source *out)
 
 /* ---- pieces ---- */
 
+/* Up to n octets of one piece from offset in (0 <= in < it->len). */
 static long
-piece_read(struct stream_pieces *p, const struct stream_piece *it, char *buf, size_t n)
+piece_read_at(const struct stream_piece *it, long long in, char *buf, size_t n,
+    struct tm_err *err)
 {
-	long long left = it->len - p->pos;
+	long long left = it->len - in;
 	size_t want = left < (long long)n ? (size_t)left : n;
 	ssize_t got;
 
 	if (it->mem != NULL) {
-		memcpy(buf, it->mem + p->pos, want);
+		memcpy(buf, it->mem + in, want);
 		return (long)want;
 	}
 	do
-		got = pread(it->fd, buf, want, (off_t)(it->offset + p->pos));
+		got = pread(it->fd, buf, want, (off_t)(it->offset + in));
 	while (got < 0 && errno == EINTR);
 	if (got <= 0) {
-		tm_err_set(&p->s.err, TM_ERR_IO, EX_IOERR, "cannot read the spool file: %s",
+		tm_err_set(err, TM_ERR_IO, EX_IOERR, "cannot read the spool file: %s",
 		    got < 0 ? strerror(errno) : "it is shorter than written");
 		return -1;
 	}
 	return (long)got;
 }
 
+long
+stream_pieces_read_at(const struct stream_pieces *p, long long offset, char *buf, size_t n,
+    struct tm_err *err)
+{
+	long long base = 0;
+	size_t i;
+
+	for (i = 0; i < p->count; base += p->items[i].len, i++) {
+		if (offset < base + p->items[i].len)
+			return piece_read_at(&p->items[i], offset - base, buf, n, err);
+	}
+	return 0;
+}
+
 static long
 pieces_read(struct stream *s, char *buf, size_t n)
 {
 	struct stream_pieces *p = (struct stream_pieces *)s;
+	long got = stream_pieces_read_at(p, p->pos, buf, n, &p->s.err);
 
-	while (p->cur < p->count) {
-		const struct stream_piece *it = &p->items[p->cur];
-		long got;
-
-		if (p->pos >= it->len) {
-			p->cur++;
-			p->pos = 0;
-			continue;
-		}
-		got = piece_read(p, it, buf, n);
-		if (got > 0)
-			p->pos += got;
-		return got;
-	}
-	return 0;
+	if (got > 0)
+		p->pos += got;
+	return got;
 }
 
 static int
@@ -95,7 +100,6 @@ pieces_rewind(struct stream *s)
 {
 	struct stream_pieces *p = (struct stream_pieces *)s;
 
-	p->cur = 0;
 	p->pos = 0;
 	return 0;
 }
@@ -147,6 +151,27 @@ stream_pieces_add_file(struct stream_pieces *p, int fd, long long offset, long l
 	it->offset = offset;
 	it->len = len;
 	p->s.size += len;
+}
+
+void
+stream_pieces_add_range(struct stream_pieces *out, const struct stream_pieces *from,
+    long long start, long long end)
+{
+	long long base = 0;
+	size_t i;
+
+	for (i = 0; i < from->count && start < end; base += from->items[i].len, i++) {
+		const struct stream_piece *it = &from->items[i];
+		long long lo = start > base ? start : base;
+		long long hi = end < base + it->len ? end : base + it->len;
+
+		if (lo >= hi)
+			continue;
+		if (it->mem != NULL)
+			stream_pieces_add_mem(out, it->mem + (lo - base), (size_t)(hi - lo));
+		else
+			stream_pieces_add_file(out, it->fd, it->offset + (lo - base), hi - lo);
+	}
 }
 
 void

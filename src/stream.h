@@ -44,12 +44,19 @@ struct stream_pieces {
 	struct stream s;
 	struct stream_piece *items;
 	size_t count, cap;
-	size_t cur;		/* reading piece cur ... */
-	long long pos;		/* ... at this offset in it */
+	long long pos;		/* where the next read starts */
 };
 void stream_pieces_init(struct stream_pieces *p);
 void stream_pieces_add_mem(struct stream_pieces *p, const char *mem, size_t len);
 void stream_pieces_add_file(struct stream_pieces *p, int fd, long long offset, long long len);
+/* Octets [start, end) of from's bytes, as pieces appended to out (memory
+   still owned by whoever owns from's). */
+void stream_pieces_add_range(struct stream_pieces *out, const struct stream_pieces *from,
+    long long start, long long end);
+/* Random access: up to n octets at offset into buf; the count, 0 at the
+   end, -1 with err (EX_IOERR). The read position is not moved. */
+long stream_pieces_read_at(const struct stream_pieces *p, long long offset, char *buf,
+    size_t n, struct tm_err *err);
 void stream_pieces_free(struct stream_pieces *p);
 
 /* Base64 (RFC 4648 section 4, no line breaks) of inner. */
