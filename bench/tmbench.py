@@ -272,12 +272,6 @@ def run_measured(argv, executable, stdin_path, env, cwd):
     return (p.returncode, t1 - t0, ru.ru_utime + ru.ru_stime, maxrss, err, delta)
 
 
-def yaml_value(v):
-    if isinstance(v, int):
-        return str(v)
-    return json.dumps(v)
-
-
 class Bench:
     def __init__(self, tokenmail, args):
         self.args = args
@@ -311,22 +305,22 @@ class Bench:
     def configs(self, port):
         """A tokenmail config and the msmtp configs for SMTP at 127.0.0.1:port."""
         tag = str(port)
-        lines = ["tls_ca_file: %s" % yaml_value(self.ca),
-                 "cache_dir: %s" % yaml_value(os.path.join(self.dir, "cache")),
-                 "log: %s" % yaml_value(os.path.join(self.dir, "tokenmail.log")),
-                 "dead_letter: %s" % yaml_value(os.path.join(self.dir, "dead.letter")),
+        lines = ["tls_ca_file: %s" % tmtest.yaml_value(self.ca),
+                 "cache_dir: %s" % tmtest.yaml_value(os.path.join(self.dir, "cache")),
+                 "log: %s" % tmtest.yaml_value(os.path.join(self.dir, "tokenmail.log")),
+                 "dead_letter: %s" % tmtest.yaml_value(os.path.join(self.dir, "dead.letter")),
                  "timeout: 30",
                  "default_account: app",
                  "accounts:", "  app:",
                  "    senders: [%s]" % USER,
                  "    from: %s" % USER,
                  "    tenant: %s" % TENANT,
-                 "    client_id: %s" % yaml_value(CLIENT),
-                 "    client_secret_file: %s" % yaml_value(self.secret),
-                 "    token_url: %s" % yaml_value(self.token_peer.url(TENANT)),
-                 "    scope: %s" % yaml_value(SCOPE),
+                 "    client_id: %s" % tmtest.yaml_value(CLIENT),
+                 "    client_secret_file: %s" % tmtest.yaml_value(self.secret),
+                 "    token_url: %s" % tmtest.yaml_value(self.token_peer.url(TENANT)),
+                 "    scope: %s" % tmtest.yaml_value(SCOPE),
                  "    smtp: {host: \"127.0.0.1\", port: %d, tls: starttls, auth: xoauth2, "
-                 "user: %s}" % (port, yaml_value(USER))]
+                 "user: %s}" % (port, tmtest.yaml_value(USER))]
         tm_cfg = self.ws.write("tokenmail-%s.yaml" % tag, "\n".join(lines) + "\n")
         base = ["defaults", "tls on", "tls_starttls on", "tls_trust_file %s" % self.ca,
                 "", "account default", "host 127.0.0.1", "port %d" % port,
@@ -415,10 +409,10 @@ class Bench:
         """A tokenmail config whose account app (method graph) sends through
         the Graph peer; its own token cache and log file."""
         self.graph_log = os.path.join(self.dir, "tokenmail-graph.log")
-        lines = ["tls_ca_file: %s" % yaml_value(self.ca),
-                 "cache_dir: %s" % yaml_value(os.path.join(self.dir, "cache-graph")),
-                 "log: %s" % yaml_value(self.graph_log),
-                 "dead_letter: %s" % yaml_value(os.path.join(self.dir, "dead.letter")),
+        lines = ["tls_ca_file: %s" % tmtest.yaml_value(self.ca),
+                 "cache_dir: %s" % tmtest.yaml_value(os.path.join(self.dir, "cache-graph")),
+                 "log: %s" % tmtest.yaml_value(self.graph_log),
+                 "dead_letter: %s" % tmtest.yaml_value(os.path.join(self.dir, "dead.letter")),
                  "timeout: 60",
                  "default_account: app",
                  "accounts:", "  app:",
@@ -426,11 +420,11 @@ class Bench:
                  "    from: %s" % USER,
                  "    method: graph",
                  "    tenant: %s" % TENANT,
-                 "    client_id: %s" % yaml_value(CLIENT),
-                 "    client_secret_file: %s" % yaml_value(self.secret),
-                 "    token_url: %s" % yaml_value(self.token_peer.url(TENANT)),
-                 "    scope: %s" % yaml_value(GRAPH_SCOPE),
-                 "    graph: {url: %s}" % yaml_value(self.graph.url)]
+                 "    client_id: %s" % tmtest.yaml_value(CLIENT),
+                 "    client_secret_file: %s" % tmtest.yaml_value(self.secret),
+                 "    token_url: %s" % tmtest.yaml_value(self.token_peer.url(TENANT)),
+                 "    scope: %s" % tmtest.yaml_value(GRAPH_SCOPE),
+                 "    graph: {url: %s}" % tmtest.yaml_value(self.graph.url)]
         return self.ws.write("tokenmail-graph.yaml", "\n".join(lines) + "\n")
 
     def graph_log_lines(self):

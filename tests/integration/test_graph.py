@@ -30,7 +30,7 @@ import urllib.parse
 
 from tmtest import (DATE_RE, MSGID_RE, TOKENMAIL, DryRun, Result, Workspace, crlf, eq, lf,
                     match, mboxrd_messages, run_all, start_token_peer, test)
-from tmtest import start_graph_peer
+from tmtest import close_env, start_graph_peer, yaml_value
 
 TENANT = "contoso.onmicrosoft.com"
 CLIENT = "6f1c1a7e-0000-4000-8000-0000000000d4"
@@ -49,14 +49,6 @@ CHUNK = 10 * 320 * 1024               # upload chunk (the design's choice)
 RUN_TIMEOUT = 90
 GUID_RE = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 ALIASES = "aliases:\n  root: ops@example.com\n  postmaster: root\n"
-
-
-def yaml_value(v):
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    return json.dumps(v)  # a JSON string is a YAML double-quoted scalar
 
 
 class Env:
@@ -187,15 +179,7 @@ class Env:
         return text
 
     def close(self):
-        try:
-            if self.graph:
-                self.graph.stop()
-        finally:
-            try:
-                if self.token_peer:
-                    self.token_peer.stop()
-            finally:
-                self.ws.close()
+        close_env(self.ws, self.graph, self.token_peer)
 
     def __enter__(self):
         return self

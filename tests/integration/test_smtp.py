@@ -21,7 +21,7 @@ import time
 
 from tmtest import (DATE_RE, MSGID_RE, DryRun, Workspace, crlf, eq, lf, match,
                     mboxrd_messages, run_all, Skip, start_smtp_peer, start_token_peer,
-                    test)
+                    test, close_env, yaml_value)
 
 TENANT = "contoso.onmicrosoft.com"
 CLIENT = "6f1c1a7e-0000-4000-8000-0000000000c3"
@@ -30,14 +30,6 @@ SCOPE = "https://outlook.office365.com/.default"
 USER = "app@example.com"
 ATTEMPTS = 2
 STALL_RC_SECONDS = 20   # two attempts of a 2 s timeout, 1 s backoff, slack
-
-
-def yaml_value(v):
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    return json.dumps(v)  # a JSON string is a YAML double-quoted scalar
 
 
 class Env:
@@ -124,15 +116,7 @@ class Env:
             return ""
 
     def close(self):
-        try:
-            if self.smtp:
-                self.smtp.stop()
-        finally:
-            try:
-                if self.token_peer:
-                    self.token_peer.stop()
-            finally:
-                self.ws.close()
+        close_env(self.ws, self.smtp, self.token_peer)
 
     def __enter__(self):
         return self

@@ -20,7 +20,7 @@ import uuid
 
 from tmtest import (TIMEOUT, Workspace, client_cert, eq, free_port, https_get, match,
                     read_line, run_all, run_tokenmail, spawn_tokenmail, start_token_peer,
-                    stop_process, test, wait_all)
+                    stop_process, test, wait_all, yaml_value)
 
 TENANT = "contoso.onmicrosoft.com"
 CLIENT = "6f1c1a7e-0000-4000-8000-0000000000a1"
@@ -39,14 +39,6 @@ PARALLEL = 50
 def default_clients():
     return {CLIENT: {"secret": SECRET, "tenant": TENANT},
             PUBLIC: {"public": True, "tenant": TENANT, "refresh_tokens": [FIRST_RT]}}
-
-
-def yaml_value(v):
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    return json.dumps(v)  # a JSON string is a YAML double-quoted scalar
 
 
 class Setup:

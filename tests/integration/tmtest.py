@@ -249,7 +249,76 @@ def read_line(f, timeout):
     return line
 
 
-class TokenPeer:
+def yaml_value(v):
+    """v as a YAML scalar for a config written by a test."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    return json.dumps(v)  # a JSON string is a YAML double-quoted scalar
+
+
+def close_env(ws, *peers):
+    """Stop the peers (None ones skipped), then remove the workspace, each
+    step whatever the one before did."""
+    if not peers:
+        ws.close()
+        return
+    try:
+        if peers[0] is not None:
+            peers[0].stop()
+    finally:
+        close_env(ws, *peers[1:])
+
+
+class PeerProcess:
+    """A peer script started as a child that prints "PORT n" first; stderr goes
+    to NAME.err in the workspace. Stopped by PID (stop(), or the with block)."""
+
+    def _launch(self, ws, name, script, args):
+        self.err_path = os.path.join(ws.dir, name + ".err")
+        with open(self.err_path, "wb") as err:
+            self.proc = subprocess.Popen(
+                [PEER_PYTHON, os.path.join(PEERS_DIR, script)] + list(args),
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
+        first = read_line(self.proc.stdout, PEER_START_SECONDS)
+        m = re.match(rb"^PORT (\d+)\n$", first)
+        if not m:
+            self.stop()
+            with open(self.err_path, "rb") as f:
+                raise RuntimeError("%s did not start: %r %r" % (script, first,
+                                                              f.read()[-2000:]))
+        self.port = int(m.group(1))
+
+    def _jsonl(self, name):
+        try:
+            with open(os.path.join(self.dir, name)) as f:
+                return [json.loads(line) for line in f.read().splitlines() if line]
+        except FileNotFoundError:
+            return []
+
+    def stderr(self):
+        with open(self.err_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self):
+        stop_process(self.proc)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def write_peer_config(ws, name, config):
+    path = os.path.join(ws.dir, name + ".json")
+    with open(path, "w") as f:
+        json.dump(config, f)
+    return path
+
+
+class TokenPeer(PeerProcess):
     """A running tests/peers/token_peer.py: .port, .url(tenant), .requests(), .stop()."""
 
     def __init__(self, ws, config, name="token_peer"):
@@ -257,24 +326,10 @@ class TokenPeer:
         paths = pki(ws)
         config.setdefault("cert", paths["server"])
         config.setdefault("key", paths["server-key"])
-        self.config_path = os.path.join(ws.dir, name + ".json")
         self.log_path = os.path.join(ws.dir, name + ".log")
-        self.err_path = os.path.join(ws.dir, name + ".err")
         self.ca = paths["ca"]
-        with open(self.config_path, "w") as f:
-            json.dump(config, f)
-        with open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen(
-                [PEER_PYTHON, os.path.join(PEERS_DIR, "token_peer.py"),
-                 self.config_path, self.log_path],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
-        first = read_line(self.proc.stdout, PEER_START_SECONDS)
-        m = re.match(rb"^PORT (\d+)\n$", first)
-        if not m:
-            self.stop()
-            with open(self.err_path, "rb") as f:
-                raise RuntimeError("token peer did not start: %r %r" % (first, f.read()[-2000:]))
-        self.port = int(m.group(1))
+        self.config_path = write_peer_config(ws, name, config)
+        self._launch(ws, name, "token_peer.py", [self.config_path, self.log_path])
 
     def url(self, tenant, endpoint="token"):
         """https://127.0.0.1:PORT/TENANT/oauth2/v2.0/ENDPOINT"""
@@ -295,18 +350,6 @@ class TokenPeer:
                 out.append(entry)
         return out
 
-    def stderr(self):
-        with open(self.err_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def stop(self):
-        stop_process(self.proc)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 def start_token_peer(ws, config, name="token_peer"):
@@ -390,7 +433,7 @@ def free_port():
 
 # ---- The SMTP peer (tests/peers/smtp_peer.py) and the dead letter ----
 
-class SmtpPeer:
+class SmtpPeer(PeerProcess):
     """A running tests/peers/smtp_peer.py: .port, .messages(), .data(msg),
     .transcript(), .auth(), .auth_in_clear(), .stop(). config: see the peer's
     docstring; cert and key default to the workspace PKI's server pair, and
@@ -406,28 +449,9 @@ class SmtpPeer:
         if token_peer is not None:
             config.setdefault("token_log", token_peer.log_path)
         self.dir = os.path.join(ws.dir, name)
-        self.config_path = os.path.join(ws.dir, name + ".json")
-        self.err_path = os.path.join(ws.dir, name + ".err")
-        with open(self.config_path, "w") as f:
-            json.dump(config, f)
-        with open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen(
-                [PEER_PYTHON, os.path.join(PEERS_DIR, "smtp_peer.py"), self.config_path,
-                 self.dir], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
-        first = read_line(self.proc.stdout, PEER_START_SECONDS)
-        m = re.match(rb"^PORT (\d+)\n$", first)
-        if not m:
-            self.stop()
-            with open(self.err_path, "rb") as f:
-                raise RuntimeError("smtp peer did not start: %r %r" % (first, f.read()[-2000:]))
-        self.port = int(m.group(1))
+        self.config_path = write_peer_config(ws, name, config)
+        self._launch(ws, name, "smtp_peer.py", [self.config_path, self.dir])
 
-    def _jsonl(self, name):
-        try:
-            with open(os.path.join(self.dir, name)) as f:
-                return [json.loads(line) for line in f.read().splitlines() if line]
-        except FileNotFoundError:
-            return []
 
     def messages(self):
         """Messages accepted with 250 after the final dot, oldest first."""
@@ -462,18 +486,6 @@ class SmtpPeer:
                 any(e.get("secret") or (not e["tls"] and e["line"].upper().startswith("AUTH"))
                     for e in self.transcript(direction="C")))
 
-    def stderr(self):
-        with open(self.err_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def stop(self):
-        stop_process(self.proc)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 def start_smtp_peer(ws, config, name="smtp_peer", token_peer=None):
@@ -517,7 +529,7 @@ def lf(data):
 
 # ---- The Graph peer (tests/peers/graph_peer.py) ----
 
-class GraphPeer:
+class GraphPeer(PeerProcess):
     """A running tests/peers/graph_peer.py: .port, .url ("https://127.0.0.1:PORT/v1.0"),
     .requests(**where), .sent(), .sent_data(entry), .sent_items_data(entry),
     .drafts(), .draft_data(event), .file_data(name), .stderr(), .stop().
@@ -535,29 +547,10 @@ class GraphPeer:
             config.setdefault("token_log", token_peer.log_path)
         self.ca = paths["ca"]
         self.dir = os.path.join(ws.dir, name)
-        self.config_path = os.path.join(ws.dir, name + ".json")
-        self.err_path = os.path.join(ws.dir, name + ".err")
-        with open(self.config_path, "w") as f:
-            json.dump(config, f)
-        with open(self.err_path, "wb") as err:
-            self.proc = subprocess.Popen(
-                [PEER_PYTHON, os.path.join(PEERS_DIR, "graph_peer.py"), self.config_path,
-                 self.dir], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err)
-        first = read_line(self.proc.stdout, PEER_START_SECONDS)
-        m = re.match(rb"^PORT (\d+)\n$", first)
-        if not m:
-            self.stop()
-            with open(self.err_path, "rb") as f:
-                raise RuntimeError("graph peer did not start: %r %r" % (first, f.read()[-2000:]))
-        self.port = int(m.group(1))
+        self.config_path = write_peer_config(ws, name, config)
+        self._launch(ws, name, "graph_peer.py", [self.config_path, self.dir])
         self.url = "https://127.0.0.1:%d/v1.0" % self.port
 
-    def _jsonl(self, name):
-        try:
-            with open(os.path.join(self.dir, name)) as f:
-                return [json.loads(line) for line in f.read().splitlines() if line]
-        except FileNotFoundError:
-            return []
 
     def requests(self, **where):
         """Requests the peer logged, oldest first; where: field=value filters
@@ -589,18 +582,6 @@ class GraphPeer:
         """The MIME of a draft as posted, from its "created" event in drafts()."""
         return self.file_data(event["file"])
 
-    def stderr(self):
-        with open(self.err_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def stop(self):
-        stop_process(self.proc)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 def start_graph_peer(ws, config, name="graph_peer", token_peer=None):
