@@ -10,8 +10,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -621,30 +619,19 @@ salvage(struct parser *ps, struct spool *sp)
 static ssize_t
 read_some(int fd, char *buf, int idle_seconds, struct tm_err *err)
 {
-	struct pollfd pfd = { .fd = fd, .events = POLLIN };
-	int timeout = idle_seconds > INT_MAX / 1000 ? INT_MAX : idle_seconds * 1000;
+	ssize_t n = read_idle(fd, buf, TM_IO_BLOCK, idle_seconds);
 
-	for (;;) {
-		int r = poll(&pfd, 1, timeout);
-		ssize_t n;
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r == 0) {
-			tm_err_set(err, TM_ERR_IO, EX_TEMPFAIL,
-			    "no input for %d seconds: gave up reading the message",
-			    idle_seconds);
-			tm_err_hint(err, "the program that runs sendmail must write the "
-			    "message and close its input");
-			return -1;
-		}
-		n = r < 0 ? -1 : read(fd, buf, TM_IO_BLOCK);
-		if (n >= 0)
-			return n;
-		if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
-			return tm_err_set(err, TM_ERR_IO, EX_IOERR,
-			    "cannot read the message: %s", strerror(errno));
+	if (n >= 0)
+		return n;
+	if (errno == ETIMEDOUT) {
+		tm_err_set(err, TM_ERR_IO, EX_TEMPFAIL,
+		    "no input for %d seconds: gave up reading the message", idle_seconds);
+		tm_err_hint(err, "the program that runs sendmail must write the "
+		    "message and close its input");
+		return -1;
 	}
+	return tm_err_set(err, TM_ERR_IO, EX_IOERR, "cannot read the message: %s",
+	    strerror(errno));
 }
 
 /*
@@ -664,26 +651,28 @@ drain_after_dot(int fd, char *buf, int idle, long long limit)
 		total += n;
 }
 
+/* Feed fd to the intake until EOF or a lone dot; the caller finishes it. */
 static int
-read_loop(int fd, const struct intake_params *p, struct parser *ps, struct tm_err *err)
+read_loop(int fd, const struct intake_params *p, struct message_intake *in,
+    struct tm_err *err)
 {
 	int idle = p->idle_seconds > 0 ? p->idle_seconds : TM_STDIN_IDLE_SECONDS;
 	char *buf = xmalloc(TM_IO_BLOCK);
 	int rc = -1;
 
-	while (ps->state != PS_DONE) {
+	while (!message_intake_ended(in)) {
 		ssize_t n = read_some(fd, buf, idle, err);
 
 		if (n < 0)
 			goto out;
 		if (n == 0)
 			break;
-		if (parser_feed(ps, buf, (size_t)n) < 0)
+		if (message_intake_feed(in, buf, (size_t)n) < 0)
 			goto out;
 	}
-	if (ps->state == PS_DONE)
+	if (message_intake_ended(in))
 		drain_after_dot(fd, buf, idle, p->max_size > 0 ? p->max_size : TM_MESSAGE_MAX);
-	rc = parser_finish(ps);
+	rc = 0;
 out:
 	free(buf);
 	return rc;
@@ -698,24 +687,66 @@ message_init(struct message *m)
 	m->spool_fd = -1;
 }
 
+/* A message fed in pieces: the parser and the spool behind it. */
+struct message_intake {
+	struct parser ps;
+	struct spool sp;
+};
+
+int
+message_intake_start(const struct intake_params *p, struct message *m,
+    struct message_intake **out, struct tm_err *err)
+{
+	struct message_intake *in = xcalloc(1, sizeof(*in));
+
+	in->sp.fd = -1;
+	in->sp.err = err;
+	parser_init(&in->ps, p, m, err, spool_write, &in->sp);
+	if (spool_open(&in->sp, p->tmpdir, err) < 0) {
+		parser_free(&in->ps);
+		free(in);
+		return -1;
+	}
+	m->spool_fd = in->sp.fd;
+	*out = in;
+	return 0;
+}
+
+int
+message_intake_feed(struct message_intake *in, const char *data, size_t n)
+{
+	return parser_feed(&in->ps, data, n);
+}
+
+bool
+message_intake_ended(const struct message_intake *in)
+{
+	return in->ps.state == PS_DONE;
+}
+
+int
+message_intake_finish(struct message_intake *in, bool failed)
+{
+	int rc = failed ? -1 : parser_finish(&in->ps);
+
+	if (rc < 0)
+		salvage(&in->ps, &in->sp);
+	parser_free(&in->ps);
+	free(in);
+	return rc;
+}
+
 int
 message_read(int fd, const struct intake_params *p, struct message *m,
     struct tm_err *err)
 {
-	struct spool sp = { .fd = -1, .err = err };
-	struct parser ps;
-	int rc = -1;
+	struct message_intake *in;
+	int rc;
 
-	parser_init(&ps, p, m, err, spool_write, &sp);
-	if (spool_open(&sp, p->tmpdir, err) < 0)
-		goto out;
-	m->spool_fd = sp.fd;
-	rc = read_loop(fd, p, &ps, err);
-	if (rc < 0)
-		salvage(&ps, &sp);
-out:
-	parser_free(&ps);
-	return rc;
+	if (message_intake_start(p, m, &in, err) < 0)
+		return -1;
+	rc = read_loop(fd, p, in, err);
+	return message_intake_finish(in, rc < 0) < 0 ? -1 : 0;
 }
 
 int

@@ -83,6 +83,22 @@ int message_read(int fd, const struct intake_params *p, struct message *m,
     struct tm_err *err);
 
 /*
+ * The same intake fed in pieces, for input that is not a plain descriptor
+ * (the DATA of an SMTP session): start creates the spool and *out; feed
+ * gives it bytes (after a lone dot, without -i, the rest is ignored:
+ * message_intake_ended then says so); finish completes the message and
+ * frees the intake. finish with failed = true (or a failure inside it)
+ * keeps what was read for a dead letter, as message_read does. feed and
+ * finish fail with the err given to start; finish returns -1 when failed.
+ */
+struct message_intake;
+int message_intake_start(const struct intake_params *p, struct message *m,
+    struct message_intake **out, struct tm_err *err);
+int message_intake_feed(struct message_intake *in, const char *data, size_t n);
+bool message_intake_ended(const struct message_intake *in);
+int message_intake_finish(struct message_intake *in, bool failed);
+
+/*
  * Parse text[len] (a complete message, any line endings) exactly as
  * message_read would, without a spool: for unit tests and fuzzers.
  * m->spool_fd stays -1; the body is not kept, so message_write writes only

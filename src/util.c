@@ -2,6 +2,8 @@
    randomness. */
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -338,6 +340,28 @@ read_fd_bounded(int fd, char *buf, size_t cap, size_t *len)
 		*len += (size_t)n;
 	}
 	return 0;
+}
+
+ssize_t
+read_idle(int fd, void *buf, size_t size, int idle_seconds)
+{
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
+	int timeout = idle_seconds > INT_MAX / 1000 ? INT_MAX : idle_seconds * 1000;
+
+	for (;;) {
+		int r = poll(&pfd, 1, timeout);
+		ssize_t n;
+
+		if (r == 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		n = r < 0 ? -1 : read(fd, buf, size);
+		if (n >= 0)
+			return n;
+		if (errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)
+			return -1;
+	}
 }
 
 void

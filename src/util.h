@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 void *xmalloc(size_t size);
 void *xcalloc(size_t n, size_t size);
@@ -75,6 +76,13 @@ void strbuf_free(struct strbuf *b);
  * callers size cap one past what they accept to notice that.
  */
 int read_fd_bounded(int fd, char *buf, size_t cap, size_t *len);
+
+/*
+ * One read(2) of up to size bytes from fd, waiting at most idle_seconds
+ * for data (EINTR and EAGAIN are waited through). The count, 0 at EOF, or
+ * -1 with errno (ETIMEDOUT when nothing came in time).
+ */
+ssize_t read_idle(int fd, void *buf, size_t size, int idle_seconds);
 
 /* Random bytes from getrandom(2); fatal if the kernel cannot provide them. */
 void random_bytes(void *buf, size_t n);

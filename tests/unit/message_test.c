@@ -301,6 +301,42 @@ check_parse(const struct intake_case *c, size_t len, const char *body)
 	message_free(&m);
 }
 
+/* The same case fed one byte at a time through message_intake_*. */
+static void
+check_fed(const struct intake_case *c, size_t len)
+{
+	struct intake_params p = params(c->dot_ends);
+	struct message_intake *in = NULL;
+	struct message m;
+	struct tm_err err;
+	size_t i;
+	int rc = 0;
+
+	message_init(&m);
+	tm_err_clear(&err);
+	if (message_intake_start(&p, &m, &in, &err) < 0) {
+		tap_ok(0, "%s (fed): start: %s", c->name, err.msg);
+		return;
+	}
+	for (i = 0; i < len && rc == 0 && !message_intake_ended(in); i++)
+		rc = message_intake_feed(in, c->in + i, 1);
+	rc = message_intake_finish(in, rc < 0);
+	if (c->out == NULL) {
+		tap_ok(rc == -1 && strcmp(err.msg, c->error) == 0, "%s (fed): same error [%s]",
+		    c->name, err.msg);
+	} else {
+		char *out = written(&m, NULL);
+		char *spool = spool_text(&m);
+
+		tap_is_int(rc, 0, "%s (fed): read", c->name);
+		tap_is_str(out, c->out, "%s (fed): written bytes", c->name);
+		tap_is_str(spool, c->spool ? c->spool : c->out, "%s (fed): spool", c->name);
+		free(out);
+		free(spool);
+	}
+	message_free(&m);
+}
+
 static void
 test_table(void)
 {
@@ -313,6 +349,7 @@ test_table(void)
 
 		check_read(c, len, false, &body);
 		check_read(c, len, true, NULL);
+		check_fed(c, len);
 		check_parse(c, len, body);
 		free(body);
 	}
