@@ -18,6 +18,7 @@
 #include "account.h"
 #include "address.h"
 #include "authorize.h"
+#include "check.h"
 #include "cli.h"
 #include "config.h"
 #include "deadletter.h"
@@ -476,16 +477,43 @@ run_authorize(struct run *r, struct tm_err *err)
 	    authorize_device_code(&c, stdout, err);
 }
 
+/*
+ * tokenmail check [ACCOUNT]: the named account, or the one mail from this
+ * user (or -f ADDR) would use.
+ */
+static int
+run_check(struct run *r, struct tm_err *err)
+{
+	struct sender_input in = { .envelope_opt = r->inv.sender };
+	struct check_params cp = { .helo_name = r->hostname[0] ? r->hostname : "localhost" };
+
+	if (load_config(r, err) < 0)
+		return -1;
+	if (r->inv.account != NULL) {
+		if (account_named(r, &cp.account, err) < 0 ||
+		    account_check_caller(cp.account, &r->caller, err) < 0)
+			return -1;
+	} else {
+		if (account_resolve_sender(&r->cfg, &r->caller, &in, &r->sender, err) < 0)
+			return -1;
+		cp.account = r->sender.account;
+	}
+	(void)str_format(r->context, sizeof(r->context), "account %s, config %s",
+	    cp.account->name, r->config_path);
+	if (http_init(err) < 0)
+		return -1;
+	cp.cfg = &r->cfg;
+	cp.cparams = &r->params;
+	cp.config_path = r->config_path;
+	return check_account(&cp, stdout, err);
+}
+
 static int
 run_later_mode(const struct run *r, struct tm_err *err)
 {
-	static const char *const names[] = {
-		[MODE_SMTP_SERVER] = "-bs (SMTP on stdin/stdout)",
-		[MODE_CHECK] = "tokenmail check",
-	};
-
+	(void)r;
 	return tm_err_set(err, TM_ERR_IMPL, EX_UNAVAILABLE,
-	    "%s is not available in this version of tokenmail", names[r->inv.mode]);
+	    "-bs (SMTP on stdin/stdout) is not available in this version of tokenmail");
 }
 
 static int
@@ -514,8 +542,9 @@ run_mode(struct run *r, struct tm_err *err)
 	case MODE_AUTHORIZE:
 		return run_authorize(r, err);
 	case MODE_SMTP_SERVER:
-	case MODE_CHECK:
 		return run_later_mode(r, err);
+	case MODE_CHECK:
+		return run_check(r, err);
 	}
 	return tm_err_set(err, TM_ERR_INTERNAL, EX_SOFTWARE, "bad mode %d", r->inv.mode);
 }

@@ -84,6 +84,14 @@ smtp_set_state(struct smtp_session *s, enum smtp_state next)
 		s->r->stage = smtp_state_stage[next];
 }
 
+/* Authenticated (or no AUTH to do): the first transaction, or, probing
+   for tokenmail check, QUIT with nothing sent. */
+void
+smtp_ready(struct smtp_session *s)
+{
+	smtp_set_state(s, s->p->probe_only ? SMTP_STATE_QUIT : SMTP_STATE_MAIL);
+}
+
 /* Where the next error goes: err until the outcome is known. */
 static struct tm_err *
 smtp_errp(struct smtp_session *s)
@@ -323,7 +331,7 @@ smtp_after_ehlo(struct smtp_session *s)
 		}
 		smtp_set_state(s, SMTP_STATE_AUTH);
 	} else {
-		smtp_set_state(s, SMTP_STATE_MAIL);
+		smtp_ready(s);
 	}
 	return 0;
 }
@@ -358,6 +366,7 @@ smtp_start_tls(struct smtp_session *s)
 	if (tls_start(&s->conn, &tp, smtp_errp(s)) == -1)
 		return smtp_broken(s);
 	s->tls_on = true;
+	(void)str_copy(s->r->tls, sizeof(s->r->tls), tls_description(&s->conn));
 	log_trace("TLS: %s", tls_description(&s->conn));
 	return 0;
 }
@@ -597,9 +606,9 @@ smtp_check_params(struct smtp_session *s)
 	if (srv->tls == SMTP_TLS_NONE && !net_is_loopback(s->host))
 		return tm_err_set(s->err, TM_ERR_CONFIG, EX_CONFIG,
 		    "tls: none is only allowed to a loopback address, not %s", s->host);
-	if (p->rcpts == NULL || p->rcpts->count == 0)
+	if (!p->probe_only && (p->rcpts == NULL || p->rcpts->count == 0))
 		return tm_err_set(s->err, TM_ERR_USAGE, EX_USAGE, "no recipients");
-	if (smtp_has_control(p->envelope_from))
+	if (!p->probe_only && smtp_has_control(p->envelope_from))
 		return tm_err_set(s->err, TM_ERR_DATA, EX_DATAERR, "bad envelope sender");
 	if (srv->auth == SMTP_AUTH_NONE)
 		return 0;

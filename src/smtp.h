@@ -110,6 +110,10 @@ struct smtp_params {
 	bool *rcpt_done;		/* NULL, or rcpts->count flags set true for each
 					   recipient delivered, so that a retry after a
 					   later transaction failed goes to the others only */
+	bool probe_only;		/* tokenmail check: QUIT once AUTH succeeded (or,
+					   with auth: none, after EHLO over TLS): no MAIL,
+					   RCPT or DATA; envelope_from, rcpts and msg
+					   may be NULL */
 };
 
 struct smtp_result {
@@ -118,7 +122,18 @@ struct smtp_result {
 	bool auth_rejected;		/* 535 (or 5.7.x) after AUTH: try one fresh token */
 	size_t round_trips;		/* request/response turns, for -v and benchmarks */
 	size_t delivered;		/* recipients the server took the message for */
+	char tls[96];			/* "TLS1.3 / AES-256-GCM" once TLS is up (the
+					   certificate verified), else "" */
 };
+
+/*
+ * What to change when Exchange Online answers AUTH with 5.7.139 (SMTP AUTH
+ * disabled): the reply text tells the tenant-wide switch, the mailbox's
+ * and security defaults apart; the commands name the mailbox user. Into
+ * out[size] (truncated if need be); -1 for any other reply (smtp_hint's
+ * static text then stands). Pure.
+ */
+int smtp_auth_hint(const struct smtp_reply *r, const char *user, char *out, size_t size);
 
 /*
  * Deliver p->msg to p->rcpts in one session (several transactions when
@@ -131,7 +146,8 @@ struct smtp_result {
  * refused; also r->auth_rejected), EX_PROTOCOL (a reply that breaks the
  * protocol), EX_DATAERR (larger than the server's SIZE). err->server holds the
  * server's reply and err->hint what to change (Microsoft's usual replies
- * each have one).
+ * each have one). With p->probe_only the session ends with QUIT after
+ * AUTH: 0 means the server took the credentials; nothing is sent.
  */
 int smtp_deliver(const struct smtp_params *p, struct smtp_result *r, struct tm_err *err);
 

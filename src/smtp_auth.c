@@ -149,10 +149,15 @@ smtp_auth_failed(struct smtp_session *s)
 	const struct smtp_reply *rp = &s->reply;
 	bool rejected = rp->code == 535 ||
 	    (rp->code / 100 == 5 && strncmp(rp->enhanced, "5.7.", 4) == 0);
+	bool first = !s->failed;
+	char hint[sizeof(s->err->hint)];
 
 	s->r->auth_rejected = rejected;
 	smtp_refused(s, TM_ERR_AUTH, rejected ? EX_NOPERM : 0,
 	    "%s refused authentication for %s", s->host, s->p->server->user);
+	/* The fix names the mailbox: a static hint cannot. */
+	if (first && smtp_auth_hint(rp, s->p->server->user, hint, sizeof(hint)) == 0)
+		tm_err_hint(s->err, "%s", hint);
 	if (s->challenge[0] != '\0')
 		tm_err_detail(s->err, "authentication challenge: %s", s->challenge);
 	smtp_set_state(s, SMTP_STATE_QUIT);
@@ -164,7 +169,7 @@ int
 smtp_on_auth(struct smtp_session *s, int code, const char *text)
 {
 	if (code == 235) {
-		smtp_set_state(s, SMTP_STATE_MAIL);
+		smtp_ready(s);
 		return 0;
 	}
 	if (code == 334 && !s->blob_sent) {

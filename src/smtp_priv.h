@@ -92,6 +92,7 @@ struct smtp_body {
 };
 
 void smtp_set_state(struct smtp_session *s, enum smtp_state next);
+void smtp_ready(struct smtp_session *s);
 void __attribute__((format(printf, 4, 5))) smtp_fail(struct smtp_session *s, enum tm_err_class cls, int exit_code, const char *fmt, ...);
 void __attribute__((format(printf, 4, 5))) smtp_refused(struct smtp_session *s, enum tm_err_class cls, int exit_code, const char *fmt, ...);
 int smtp_write_cmd(struct smtp_session *s, const char *cmd);

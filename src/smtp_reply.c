@@ -325,3 +325,42 @@ smtp_hint(const char *enhanced, int code)
 			return smtp_hints[i].hint;
 	return NULL;
 }
+
+/* true if text holds word, ignoring case. */
+static bool
+smtp_text_has(const char *text, const char *word)
+{
+	size_t n = strlen(word);
+
+	for (; *text != '\0'; text++)
+		if (strncasecmp(text, word, n) == 0)
+			return true;
+	return false;
+}
+
+#define SET_CAS "Set-CASMailbox -Identity %s -SmtpClientAuthenticationDisabled $false"
+
+/* The variants of 5.7.139 (PROTOCOL 3.3), told apart by their text. */
+int
+smtp_auth_hint(const struct smtp_reply *r, const char *user, char *out, size_t size)
+{
+	if (strcmp(r->enhanced, "5.7.139") != 0 || user == NULL)
+		return -1;
+	if (smtp_text_has(r->text, "disabled for the Tenant"))
+		(void)str_format(out, size, "SMTP AUTH is disabled for the whole tenant: "
+		    "Set-TransportConfig -SmtpClientAuthenticationDisabled $false, or for this "
+		    "mailbox only: " SET_CAS " (Exchange Online PowerShell)", user);
+	else if (smtp_text_has(r->text, "disabled for the Mailbox"))
+		(void)str_format(out, size, "SMTP AUTH is disabled for the mailbox %s: " SET_CAS
+		    " (Exchange Online PowerShell)", user, user);
+	else if (smtp_text_has(r->text, "security defaults"))
+		(void)str_format(out, size, "the tenant's security defaults block SMTP AUTH: "
+		    "turn them off (Entra admin center) and run " SET_CAS ", or use method: "
+		    "graph", user);
+	else
+		(void)str_format(out, size, "SMTP AUTH is disabled or blocked for %s: " SET_CAS
+		    " (or Set-TransportConfig -SmtpClientAuthenticationDisabled $false for the "
+		    "tenant); security defaults and conditional access can also block it",
+		    user, user);
+	return 0;
+}

@@ -69,7 +69,8 @@ static const struct endpoint_rule endpoint_rules[] = {
 	{ 7000215, NULL, EX_NOPERM, false, "the client secret is wrong: use the secret's Value "
 	    "from Certificates & secrets in the app registration, not its Secret ID" },
 	{ 7000222, NULL, EX_NOPERM, false, "the client secret has expired: create a new one "
-	    "under Certificates & secrets and put it where the config reads it" },
+	    "under Certificates & secrets in the app registration and put its Value where the "
+	    "config reads it (client_secret_file, client_secret or client_secret_command)" },
 	{ 700016, NULL, EX_CONFIG, false, HINT_APP },
 	{ 700011, NULL, EX_CONFIG, false, HINT_APP },
 	{ 90002, NULL, EX_CONFIG, false, "the tenant was not found: check tenant (its id or a "

@@ -23,7 +23,10 @@ _tests = []
 
 
 def test(fn):
-    _tests.append(fn)
+    # Only the file being run registers its tests: one test file may import
+    # another's helpers (test_smtp.Env) without running its tests too.
+    if fn.__module__ == "__main__":
+        _tests.append(fn)
     return fn
 
 

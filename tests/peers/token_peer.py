@@ -53,6 +53,8 @@ CONFIG (JSON):
     omit_expires_in    true: send no expires_in
     ext_expires_in     false: leave ext_expires_in out
     roles / scp        claims for app-only / delegated access tokens
+    opaque             true: access tokens that are not JWTs (Google-like
+                       "ya29." strings), so they carry no readable claims
     error              answer name for every token request of this client
     script             [answer names] for its next token requests, in order
                        ("ok" = normal processing)
@@ -739,6 +741,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     # ---- tokens ----
 
     def make_access_token(self, cid, client, tenant, scope, delegated, lifetime):
+        if client.get("opaque"):
+            return "ya29." + b64url(secrets.token_bytes(96))
         now = int(time.time())
         claims = {"aud": resource_of(scope), "iss": "https://sts.windows.net/%s/" % tenant,
                   "iat": now, "nbf": now, "exp": now + lifetime, "appid": cid,
