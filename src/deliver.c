@@ -22,7 +22,7 @@ token_context_for(const struct deliver_params *p, struct token_context *c)
 	c->cfg = p->cfg;
 	c->account = p->sender->account;
 	c->params = p->cparams;
-	c->setgid = false;
+	c->setgid = p->setgid;
 	c->timeout_seconds = p->cfg->timeout_seconds ? p->cfg->timeout_seconds :
 	    TM_HTTP_TIMEOUT_SECONDS;
 }

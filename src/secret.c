@@ -137,6 +137,11 @@ secret_read_file(const char *path, const char *what, bool check_mode,
 	if (fd < 0) {
 		tm_err_set(err, TM_ERR_CONFIG, EX_CONFIG, "cannot open %s %s: %s", what, path,
 		    strerror(errno));
+		/* The usual cause: a web server or cron user runs sendmail. */
+		if (errno == EACCES)
+			tm_err_hint(err, "tokenmail runs as uid %lu here; give that user its own "
+			    "configuration, or install tokenmail setgid (tokenmail(8), SETGID MODE)",
+			    (unsigned long)getuid());
 		goto out;
 	}
 	if (check_opened_file(fd, path, what, check_mode, p, err) < 0)

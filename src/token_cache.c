@@ -15,6 +15,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -93,6 +94,15 @@ make_dirs(const char *dir, struct tm_err *err)
 	return 0;
 }
 
+/* For hints: the name of the setgid group ("GROUP" if it has none). */
+static const char *
+group_name(gid_t gid)
+{
+	const struct group *g = getgrgid(gid);
+
+	return g != NULL ? g->gr_name : "GROUP";
+}
+
 /* The directory must be ours and closed to everyone else. In setgid mode
    it must be root's (a caller who owned it could plant a token of his own
    for another caller's account) and the group's. Never chmod'ed here:
@@ -155,8 +165,8 @@ open_dir(const struct token_context *c, struct tm_err *err)
 		tm_err_set(err, TM_ERR_CONFIG, EX_CONFIG, "cannot open token cache directory %s: "
 		    "%s", dir, strerror(errno));
 		if (c->setgid)
-			tm_err_hint(err, "create it: install -d -o root -g <tokenmail's group> "
-			    "-m 2770 %s", dir);
+			tm_err_hint(err, "create it: install -d -o root -g %s -m 2770 %s",
+			    group_name(getegid()), dir);
 		else
 			tm_err_hint(err, "set cache_dir to a directory you can write");
 		return -1;

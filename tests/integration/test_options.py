@@ -178,16 +178,6 @@ def config_search_order():
 
 
 @test
-def later_modes_say_so():
-    with Workspace() as ws:
-        for args, what in ((["-bs"], "-bs"),):
-            r = ws.run(args, argv0="sendmail", config=False)
-            eq(r.rc, 69, repr(r))
-            eq(r.out, b"")
-            match(r"^tokenmail: %s .*not available in this version" % what, r.err)
-
-
-@test
 def graph_message_over_max_size_is_refused_before_any_request_and_kept():
     # graph.max_size is checked before the token: no network is touched.
     from tmtest import DEFAULT_CONFIG
