@@ -29,8 +29,8 @@ import time
 import urllib.parse
 
 from tmtest import (DATE_RE, MSGID_RE, TOKENMAIL, DryRun, Result, Workspace, crlf, eq, lf,
-                    match, mboxrd_messages, run_all, start_token_peer, test)
-from tmtest import close_env, start_graph_peer, yaml_value
+                    match, run_all, start_token_peer, test)
+from tmtest import close_env, dead_letter_messages, file_text, start_graph_peer, yaml_value
 
 TENANT = "contoso.onmicrosoft.com"
 CLIENT = "6f1c1a7e-0000-4000-8000-0000000000d4"
@@ -149,18 +149,10 @@ class Env:
 
     def dead(self):
         """The dead letter's messages [(From line, bytes)], or []."""
-        try:
-            with open(self.dead_letter, "rb") as f:
-                return mboxrd_messages(f.read())
-        except FileNotFoundError:
-            return []
+        return dead_letter_messages(self.dead_letter)
 
     def log_text(self):
-        try:
-            with open(self.log_file, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
+        return file_text(self.log_file)
 
     def log_lines(self):
         return self.log_text().splitlines()

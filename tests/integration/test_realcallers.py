@@ -52,8 +52,9 @@ import subprocess
 import time
 
 from tmtest import (DATE_RE, MSGID_RE, TOKENMAIL, Result, Workspace, close_env, crlf, eq,
-                    lf, match, mboxrd_messages, run_all, start_graph_peer, start_smtp_peer,
-                    start_token_peer, test, yaml_value)
+                    lf, match, run_all, start_graph_peer, start_smtp_peer,
+                    start_token_peer, test, yaml_value, dead_letter_messages, file_text)
+from test_smtp import header_value, header_values, split_message
 
 TENANT = "contoso.onmicrosoft.com"
 CLIENT = "6f1c1a7e-0000-4000-8000-0000000000f6"
@@ -213,18 +214,10 @@ class CallerEnv:
 
     def dead(self):
         """tokenmail's dead letter: [(From line, message bytes)], or []."""
-        try:
-            with open(self.dead_letter, "rb") as f:
-                return mboxrd_messages(f.read())
-        except FileNotFoundError:
-            return []
+        return dead_letter_messages(self.dead_letter)
 
     def log_text(self):
-        try:
-            with open(self.log_file, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
+        return file_text(self.log_file)
 
     def wait_for(self, what, count=1, timeout=DELIVERY_WAIT):
         """Wait (bounded) until count messages arrived and as many log lines
@@ -249,34 +242,6 @@ class CallerEnv:
 
 
 # ------------------------------------------------------------ what arrived
-
-def split_message(data):
-    head, sep, body = data.partition(b"\r\n\r\n")
-    assert sep, "no empty line after the header: %r" % data[:300]
-    return head, body
-
-
-def header_values(data, name):
-    """Unfolded values of every field called name (case-insensitive)."""
-    head, _ = split_message(data)
-    values, current = [], False
-    for line in head.split(b"\r\n"):
-        if line[:1] in (b" ", b"\t"):
-            if current:
-                values[-1] += line
-            continue
-        key, _, value = line.partition(b":")
-        current = key.strip().lower() == name.lower().encode()
-        if current:
-            values.append(value.strip())
-    return [v.decode("utf-8", "replace") for v in values]
-
-
-def header_value(data, name):
-    values = header_values(data, name)
-    assert len(values) == 1, "%s: %r" % (name, values)
-    return values[0]
-
 
 def check_header(data, want):
     """The header's lines (as sent, folding kept) are exactly want: each item

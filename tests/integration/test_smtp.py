@@ -20,8 +20,8 @@ import socket
 import time
 
 from tmtest import (DATE_RE, MSGID_RE, DryRun, Workspace, crlf, eq, lf, match,
-                    mboxrd_messages, run_all, Skip, start_smtp_peer, start_token_peer,
-                    test, close_env, yaml_value)
+                    run_all, Skip, start_smtp_peer, start_token_peer,
+                    test, close_env, yaml_value, dead_letter_messages, file_text)
 
 TENANT = "contoso.onmicrosoft.com"
 CLIENT = "6f1c1a7e-0000-4000-8000-0000000000c3"
@@ -102,18 +102,10 @@ class Env:
 
     def dead(self):
         """The dead letter's messages [(From line, bytes)], or []."""
-        try:
-            with open(self.dead_letter, "rb") as f:
-                return mboxrd_messages(f.read())
-        except FileNotFoundError:
-            return []
+        return dead_letter_messages(self.dead_letter)
 
     def log_text(self):
-        try:
-            with open(self.log_file, "rb") as f:
-                return f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return ""
+        return file_text(self.log_file)
 
     def close(self):
         close_env(self.ws, self.smtp, self.token_peer)

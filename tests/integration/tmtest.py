@@ -525,6 +525,24 @@ def mboxrd_messages(data):
     return result
 
 
+def dead_letter_messages(path):
+    """The messages of an mboxrd dead letter [(From line, bytes)], or []."""
+    try:
+        with open(path, "rb") as f:
+            return mboxrd_messages(f.read())
+    except FileNotFoundError:
+        return []
+
+
+def file_text(path):
+    """A log file's text, "" when it does not exist (yet)."""
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+
+
 def lf(data):
     """CRLF or LF line ends -> LF."""
     return data.replace(b"\r\n", b"\n")
