@@ -315,7 +315,9 @@ check_config(const struct check_params *p, FILE *out, struct tm_err *err)
 	check_say(out, "config: %s ok", p->config_path);
 	check_say(out, "account: %s (%s, %s, from %s)", a->name, config_method_name(a->method),
 	    check_grant_name(a->grant), a->from);
-	if (config_check_secret_files(a, p->cparams, err) < 0) {
+	if (p->broker != NULL)
+		check_say(out, "secrets: read by the token broker (setgid mode)");
+	else if (config_check_secret_files(a, p->cparams, err) < 0) {
 		check_say(out, "secrets: failed");
 		return -1;
 	}
@@ -336,6 +338,7 @@ check_token(const struct check_params *p, FILE *out, char **token, struct tm_err
 		.account = a,
 		.params = p->cparams,
 		.setgid = p->setgid,
+		.broker = p->broker,
 		.timeout_seconds = p->cfg->timeout_seconds ? p->cfg->timeout_seconds :
 		    TM_HTTP_TIMEOUT_SECONDS,
 	};

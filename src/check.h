@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "err.h"
+#include "token.h"
 
 struct check_params {
 	const struct config *cfg;
@@ -25,6 +26,7 @@ struct check_params {
 	const struct account *account;		/* resolved by main */
 	const char *helo_name;			/* this host's name for EHLO */
 	bool setgid;				/* installed setgid: the group's cache */
+	const struct token_broker *broker;	/* non-NULL: tokens come from it */
 };
 
 /*

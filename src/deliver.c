@@ -19,12 +19,12 @@
 static void
 token_context_for(const struct deliver_params *p, struct token_context *c)
 {
-	c->cfg = p->cfg;
-	c->account = p->sender->account;
-	c->params = p->cparams;
-	c->setgid = p->setgid;
-	c->timeout_seconds = p->cfg->timeout_seconds ? p->cfg->timeout_seconds :
-	    TM_HTTP_TIMEOUT_SECONDS;
+	*c = (struct token_context){
+		.cfg = p->cfg, .account = p->sender->account, .params = p->cparams,
+		.setgid = p->setgid, .broker = p->broker,
+		.timeout_seconds = p->cfg->timeout_seconds ? p->cfg->timeout_seconds :
+		    TM_HTTP_TIMEOUT_SECONDS,
+	};
 }
 
 /* The recipients still to deliver to, and which of them this attempt did. */

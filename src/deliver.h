@@ -23,6 +23,7 @@ struct deliver_params {
 	const char *helo_name;
 	const char *dsn_notify, *dsn_ret, *dsn_envid;
 	bool setgid;			/* installed setgid: the group's cache, no *_proxy */
+	const struct token_broker *broker; /* setgid for another user: tokens from it */
 	char final_reply[512];		/* out: the server's last reply, for the log */
 	char request_id[40];		/* out: Graph's client-request-id, or "" */
 };

@@ -301,9 +301,8 @@ log_to_syslog(const char *outcome, const char *line)
 	closelog();
 }
 
-/* Append "DATE tokenmail[PID]: line" to path in one write(2). */
-static int
-log_to_file(const char *path, const char *line, struct tm_err *err)
+int
+log_append_file(const char *path, const char *line, long pid, struct tm_err *err)
 {
 	char buf[LOG_LINE_MAX + 128], stamp[64];
 	time_t now = time(NULL);
@@ -317,8 +316,7 @@ log_to_file(const char *path, const char *line, struct tm_err *err)
 	localtime_r(&now, &lt);
 	if (strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S%z", &lt) == 0)
 		stamp[0] = '\0';
-	(void)str_format(buf, sizeof(buf), "%s tokenmail[%ld]: %s\n", stamp,
-	    (long)getpid(), line);
+	(void)str_format(buf, sizeof(buf), "%s tokenmail[%ld]: %s\n", stamp, pid, line);
 	len = strlen(buf);
 	fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_NONBLOCK |
 	    O_CLOEXEC, 0600);
@@ -356,10 +354,11 @@ log_message(enum log_target target, const char *file, const char *extra_file,
 		fflush(stderr);
 		break;
 	case LOG_FILE:
-		rc = log_to_file(file, line, err);
+		rc = log_append_file(file, line, (long)getpid(), err);
 		break;
 	}
-	if (extra_file && log_to_file(extra_file, line, rc == 0 ? err : &later) < 0)
+	if (extra_file && log_append_file(extra_file, line, (long)getpid(),
+	    rc == 0 ? err : &later) < 0)
 		rc = -1;
 	return rc;
 }

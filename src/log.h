@@ -86,4 +86,9 @@ int log_format_message(char *out, size_t size, const struct log_record *r);
 int log_message(enum log_target target, const char *file, const char *extra_file,
     const struct log_record *r, struct tm_err *err);
 
+/* Append "DATE tokenmail[pid]: line" to path in one write(2), as
+   log_message does for a file (setgid mode's broker writes it for the
+   main process, which no longer may). Errors as log_message's. */
+int log_append_file(const char *path, const char *line, long pid, struct tm_err *err);
+
 #endif

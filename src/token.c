@@ -336,6 +336,8 @@ token_get(const struct token_context *c, char **out, struct tm_err *err)
 
 	tm_err_clear(err);
 	*out = NULL;
+	if (c->broker != NULL)
+		return c->broker->get(c->broker, c->account->name, out, err);
 	if (check_context(c, err) < 0)
 		return -1;
 	if (token_cache_open(c, &tc, err) < 0)
@@ -356,6 +358,8 @@ token_invalidate(const struct token_context *c, struct tm_err *err)
 	int rc = -1;
 
 	tm_err_clear(err);
+	if (c->broker != NULL)
+		return c->broker->drop(c->broker, c->account->name, err);
 	if (check_context(c, err) < 0)
 		return -1;
 	if (token_cache_open(c, &tc, err) < 0)

@@ -31,6 +31,19 @@
 
 struct json_doc;
 
+/*
+ * Where tokens come from in setgid mode (SPEC 9): a process that kept the
+ * group answers for the account (broker.c). token_get and token_invalidate
+ * hand the request over when a context has one, so the code that delivers
+ * never touches secrets or the cache itself.
+ */
+struct token_broker {
+	int (*get)(const struct token_broker *b, const char *account, char **out,
+	    struct tm_err *err);
+	int (*drop)(const struct token_broker *b, const char *account, struct tm_err *err);
+	void *ctx;
+};
+
 struct token_context {
 	const struct config *cfg;
 	const struct account *account;
@@ -38,6 +51,7 @@ struct token_context {
 	bool setgid;			/* do not honour *_proxy variables; the cache
 					   directory is root:group 2770, files 0660 */
 	long timeout_seconds;		/* per HTTP request; <= 0: TM_HTTP_TIMEOUT_SECONDS */
+	const struct token_broker *broker; /* non-NULL: ask it instead (setgid mode) */
 };
 
 /*
