@@ -46,8 +46,9 @@ log_verbose(void)
 	return verbose_on;
 }
 
-void
-log_sanitize(char *dst, size_t size, const char *src, size_t len)
+/* log_sanitize; backslashes doubled only with escape_backslash. */
+static void
+sanitize(char *dst, size_t size, const char *src, size_t len, bool escape_backslash)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t o = 0, i;
@@ -65,7 +66,7 @@ log_sanitize(char *dst, size_t size, const char *src, size_t len)
 			esc[2] = hex[c >> 4];
 			esc[3] = hex[c & 15];
 			n = 4;
-		} else if (c == '\\') {
+		} else if (c == '\\' && escape_backslash) {
 			esc[0] = esc[1] = '\\';
 			n = 2;
 		} else {
@@ -86,12 +87,23 @@ log_sanitize(char *dst, size_t size, const char *src, size_t len)
 	dst[o < size ? o : size - 1] = '\0';
 }
 
+void
+log_sanitize(char *dst, size_t size, const char *src, size_t len)
+{
+	sanitize(dst, size, src, len, true);
+}
+
+/*
+ * A report line: control bytes escaped, backslashes left alone, since
+ * messages may hold text log_sanitize already escaped (addresses in
+ * errors) and doubling its backslashes would garble it.
+ */
 static void
 print_sanitized(const char *prefix, const char *text)
 {
 	char clean[2048];
 
-	log_sanitize(clean, sizeof(clean), text, strlen(text));
+	sanitize(clean, sizeof(clean), text, strlen(text), false);
 	fprintf(stderr, "%s%s\n", prefix, clean);
 }
 

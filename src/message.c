@@ -289,6 +289,11 @@ header_line(struct parser *ps)
 		end_message(ps);
 		return 0;
 	}
+	/* Noted, not refused here: the whole message must reach the spool,
+	   so that the refusal (message_check_header) keeps all of it. */
+	if ((kind == LK_FIELD || (kind == LK_CONT && ps->state == PS_HEADER)) &&
+	    ps->m->lone_cr_line == 0 && memchr(ps->line, '\r', ps->len) != NULL)
+		ps->m->lone_cr_line = ps->m->lines + 1;
 	if (kind == LK_FIELD || (kind == LK_CONT && ps->state == PS_HEADER))
 		return header_add(ps, kind, name_len);
 	if (is_from_line(ps))
@@ -746,7 +751,20 @@ message_read(int fd, const struct intake_params *p, struct message *m,
 	if (message_intake_start(p, m, &in, err) < 0)
 		return -1;
 	rc = read_loop(fd, p, in, err);
-	return message_intake_finish(in, rc < 0) < 0 ? -1 : 0;
+	if (message_intake_finish(in, rc < 0) < 0)
+		return -1;
+	return message_check_header(m, err);
+}
+
+int
+message_check_header(const struct message *m, struct tm_err *err)
+{
+	if (m->lone_cr_line == 0)
+		return 0;
+	/* A receiver that ends lines at a lone CR would see a field there that
+	   tokenmail never saw, such as a Bcc: that is not removed. */
+	return tm_err_set(err, TM_ERR_DATA, EX_DATAERR, "header line %zu holds a carriage "
+	    "return not followed by a line feed", m->lone_cr_line);
 }
 
 int
@@ -760,6 +778,8 @@ message_parse_buffer(const char *text, size_t len, const struct intake_params *p
 	if (parser_feed(&ps, text, len) < 0)
 		goto out;
 	rc = parser_finish(&ps);
+	if (rc == 0)
+		rc = message_check_header(m, err);
 out:
 	parser_free(&ps);
 	return rc;

@@ -13,7 +13,9 @@
  * that is neither a field nor a continuation (a blank line is then supplied,
  * as Postfix does); input that does not start with a header field is all
  * body. Input ending without a newline gets one. Empty input is a message
- * with no header and an empty body. A CR not followed by LF is data. There
+ * with no header and an empty body. A CR not followed by LF is data in the
+ * body; in a header field it is refused (EX_DATAERR) once the whole message
+ * is in the spool (message_check_header). There
  * is no dot unstuffing on input (classic sendmail): ".." stays "..".
  * Refused with EX_DATAERR: a NUL byte, a header line over 998 octets, a
  * header block over TM_HEADER_BLOCK_MAX or TM_HEADER_FIELDS_MAX fields, a
@@ -55,6 +57,8 @@ struct message {
 	bool utf8_header;	/* the header holds non-ASCII bytes (needs SMTPUTF8) */
 	bool long_lines;	/* some body line exceeds 998 octets */
 	size_t lines;		/* input lines read, the "From " line included */
+	size_t lone_cr_line;	/* first header line holding a CR not followed
+				   by LF, or 0 (message_check_header) */
 };
 
 struct intake_params {
@@ -97,6 +101,11 @@ int message_intake_start(const struct intake_params *p, struct message *m,
 int message_intake_feed(struct message_intake *in, const char *data, size_t n);
 bool message_intake_ended(const struct message_intake *in);
 int message_intake_finish(struct message_intake *in, bool failed);
+
+/* -1 with err (EX_DATAERR, naming the line) when a header field holds a CR
+   not followed by LF; message_read and message_parse_buffer check it, the
+   user of message_intake_* calls it after finish. */
+int message_check_header(const struct message *m, struct tm_err *err);
 
 /*
  * Parse text[len] (a complete message, any line endings) exactly as

@@ -458,7 +458,8 @@ cmd_data(struct session *s, const char *arg)
 	}
 	reply(s, "354 End data with <CR><LF>.<CR><LF>");
 	rc = read_data(s, in, &failed);
-	if (message_intake_finish(in, failed || rc < 0) < 0)
+	if (message_intake_finish(in, failed || rc < 0) < 0 ||
+	    (!failed && message_check_header(&msg, &e) < 0))
 		failed = true;
 	if (rc == 0)
 		finish_message(s, &msg, failed, &e);

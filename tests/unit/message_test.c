@@ -129,9 +129,17 @@ static const struct intake_case cases[] = {
 	{ "CR at EOF kept",
 	  "To: a\n\nx\r", 0, true,
 	  "To: a\r\n\r\nx\r\r\n", NULL, NULL, 1, true },
-	{ "CR inside a header line kept",
+	{ "CR inside a header line refused",
 	  "Subject: a\rb\n\n", 0, true,
-	  "Subject: a\rb\r\n\r\n", NULL, NULL, 1, true },
+	  NULL, NULL, "header line 1 holds a carriage return not followed by a line feed",
+	  0, false },
+	{ "CR inside a header continuation refused",
+	  "To: a@b\n x\rBcc: c@d\n\n", 0, true,
+	  NULL, NULL, "header line 2 holds a carriage return not followed by a line feed",
+	  0, false },
+	{ "CR in the body kept",
+	  "Subject: a\n\nb\rc\n", 0, true,
+	  "Subject: a\r\n\r\nb\rc\r\n", NULL, NULL, 1, true },
 	{ "WSP before the colon (obsolete syntax)",
 	  "Subject : x\n\n", 0, true,
 	  "Subject : x\r\n\r\n", NULL, NULL, 1, true },
@@ -321,6 +329,8 @@ check_fed(const struct intake_case *c, size_t len)
 	for (i = 0; i < len && rc == 0 && !message_intake_ended(in); i++)
 		rc = message_intake_feed(in, c->in + i, 1);
 	rc = message_intake_finish(in, rc < 0);
+	if (rc == 0)
+		rc = message_check_header(&m, &err);
 	if (c->out == NULL) {
 		tap_ok(rc == -1 && strcmp(err.msg, c->error) == 0, "%s (fed): same error [%s]",
 		    c->name, err.msg);
