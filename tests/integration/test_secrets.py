@@ -785,7 +785,7 @@ def core_dumps_off_and_process_not_dumpable():
             return
         with open("/proc/sys/fs/suid_dumpable") as f:
             suid_dumpable = f.read().strip()
-        p = env.spawn(["-t", "-i"], cwd=cwd, preexec_fn=pre)
+        p = env.spawn(["-t", "-i"], cwd=cwd, preexec_fn=pre, executable=binary)
         wait_for("the second stall", lambda: sum(
             1 for l in env.peer.client_lines() if l.startswith("MAIL FROM:")) >= 2, proc=p)
         try:
