@@ -66,6 +66,19 @@ void smtp_reply_format(const struct smtp_reply *r, char *out, size_t size);
  */
 const char *smtp_hint(const char *enhanced, int code);
 
+/* A decoded SASL error challenge kept for the error report. */
+#define SMTP_CHALLENGE_MAX	1024
+
+/*
+ * The error challenge of a 334 that answers an XOAUTH2 or OAUTHBEARER
+ * response (text: base64 of a JSON status, RFC 7628 3.2.2), decoded for
+ * the error report into out[size] (SMTP_CHALLENGE_MAX): control bytes as
+ * \xNN and backslashes doubled (log_sanitize), cut with "..." when it does
+ * not fit. Text that is not base64, decodes to nothing or to more than
+ * SMTP_CHALLENGE_MAX octets is kept as sent, escaped the same way. Pure.
+ */
+void smtp_sasl_error_decode(const char *text, char *out, size_t size);
+
 /* EHLO extensions (RFC 5321 4.1.1.1 and the RFCs named in the file comment). */
 #define SMTP_CAP_PIPELINING	0x001u
 #define SMTP_CAP_SIZE		0x002u

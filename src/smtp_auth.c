@@ -93,15 +93,8 @@ smtp_sasl_blob(struct smtp_session *s)
 static void
 smtp_keep_challenge(struct smtp_session *s, const char *text)
 {
-	struct strbuf json;
-
-	strbuf_init(&json, SMTP_CHALLENGE_MAX);
-	if (base64_decode(&json, text, strlen(text)) == 0 && json.len > 0)
-		log_sanitize(s->challenge, sizeof(s->challenge), json.data, json.len);
-	else
-		log_sanitize(s->challenge, sizeof(s->challenge), text, strlen(text));
+	smtp_sasl_error_decode(text, s->challenge, sizeof(s->challenge));
 	log_trace("authentication challenge: %s", s->challenge);
-	strbuf_free(&json);
 }
 
 /* ---- AUTH ---- */

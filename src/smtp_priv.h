@@ -26,8 +26,6 @@
 /* A command we build: MAIL FROM with every parameter, or RCPT TO with an
    ORCPT of up to 3 * TM_ADDRESS_MAX octets of xtext. */
 #define SMTP_CMD_MAX		2048
-/* A decoded SASL error challenge kept for the error report. */
-#define SMTP_CHALLENGE_MAX	1024
 /* The text after "host=" and "port=" in an OAUTHBEARER response. */
 #define SMTP_GS2_EXTRA		64
 

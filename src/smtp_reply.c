@@ -1,15 +1,17 @@
 /*
  * smtp_reply.c: the pure half of the SMTP client: reply lines and whole
  * replies (RFC 5321 4.2), EHLO capabilities, the xtext encoding of DSN
- * parameters (RFC 3461 4) and the table of hints for the replies Exchange
- * Online and Gmail usually give. No I/O here, so tests and fuzzers drive
- * every function directly.
+ * parameters (RFC 3461 4), the decoding of a SASL error challenge, and the
+ * table of hints for the replies Exchange Online and Gmail usually give.
+ * No I/O here, so tests and fuzzers drive every function directly.
  */
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
+#include "base64.h"
+#include "log.h"
 #include "smtp.h"
 #include "util.h"
 
@@ -281,6 +283,21 @@ smtp_caps_has_auth(const struct smtp_caps *caps, const char *mech)
 		p += strspn(p, " ");
 	}
 	return false;
+}
+
+/* ---- the SASL error challenge ---- */
+
+void
+smtp_sasl_error_decode(const char *text, char *out, size_t size)
+{
+	struct strbuf json;
+
+	strbuf_init(&json, SMTP_CHALLENGE_MAX);
+	if (base64_decode(&json, text, strlen(text)) == 0 && json.len > 0)
+		log_sanitize(out, size, json.data, json.len);
+	else
+		log_sanitize(out, size, text, strlen(text));
+	strbuf_free(&json);
 }
 
 /* ---- DSN xtext and hints ---- */

@@ -270,13 +270,15 @@ static void
 set_http_error(long status, const char *body, size_t len, struct tm_err *err)
 {
 	bool temporary = status >= 500 || status == 429;
-	size_t n = strcspn(body, "\r\n");
+	size_t n = 0;
 
+	/* body is len octets, not a string. */
+	while (n < len && body[n] != '\r' && body[n] != '\n' && body[n] != '\0')
+		n++;
 	tm_err_set(err, temporary ? TM_ERR_RESP : TM_ERR_PROTO,
 	    temporary ? EX_TEMPFAIL : EX_PROTOCOL, "token endpoint answered HTTP %ld", status);
 	if (temporary)
 		tm_err_hint(err, "%s", HINT_BUSY);
-	n = n < len ? n : len;
 	(void)str_copy_n(err->server, sizeof(err->server), body, n < 200 ? n : 200);
 }
 

@@ -787,6 +787,28 @@ test_tls_none_remote(void)
 	address_list_free(&rcpts);
 }
 
+/* The SASL error challenge as the report shows it. */
+static void
+test_sasl_error_decode(void)
+{
+	char out[SMTP_CHALLENGE_MAX];
+	char small[16];
+
+	/* {"status":"401","schemes":"bearer"} */
+	smtp_sasl_error_decode("eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIn0=", out, sizeof(out));
+	tap_is_str(out, "{\"status\":\"401\",\"schemes\":\"bearer\"}", "sasl error: base64 JSON decoded");
+	smtp_sasl_error_decode("not base64!", out, sizeof(out));
+	tap_is_str(out, "not base64!", "sasl error: text that is not base64 kept as sent");
+	smtp_sasl_error_decode("", out, sizeof(out));
+	tap_is_str(out, "", "sasl error: empty challenge");
+	/* "a\nb\x01" */
+	smtp_sasl_error_decode("YQpiAQ==", out, sizeof(out));
+	tap_is_str(out, "a\\x0ab\\x01", "sasl error: control bytes escaped");
+	smtp_sasl_error_decode("eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiYmVhcmVyIn0=", small, sizeof(small));
+	tap_ok(strlen(small) < sizeof(small) && strstr(small, "...") != NULL,
+	    "sasl error: cut with ... when it does not fit (%s)", small);
+}
+
 int
 main(void)
 {
@@ -797,6 +819,7 @@ main(void)
 	test_reply_cap();
 	test_caps();
 	test_xtext();
+	test_sasl_error_decode();
 	test_hints();
 	test_size();
 	test_tls_none_remote();
