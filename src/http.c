@@ -597,10 +597,13 @@ transfer_error(const struct transfer *tr, const struct target *t, CURLcode rc,
 		    "server's certificate (public CAs are trusted anyway)");
 	} else if (rc == CURLE_OUT_OF_MEMORY)
 		tm_err_set(err, TM_ERR_INTERNAL, EX_OSERR, "out of memory");
-	else if (rc == CURLE_WEIRD_SERVER_REPLY || rc == CURLE_BAD_CONTENT_ENCODING)
+	else if (rc == CURLE_WEIRD_SERVER_REPLY || rc == CURLE_BAD_CONTENT_ENCODING ||
+	    rc == CURLE_UNSUPPORTED_PROTOCOL)
+		/* config admits only http(s) URLs, so an unsupported protocol here
+		 * is an answer that is not HTTP at all (HTTP/0.9 to libcurl). */
 		tm_err_set(err, TM_ERR_PROTO, EX_PROTOCOL, "bad HTTP response from %s: %s",
 		    t->host, why);
-	else if (rc == CURLE_UNSUPPORTED_PROTOCOL || rc == CURLE_URL_MALFORMAT)
+	else if (rc == CURLE_URL_MALFORMAT)
 		tm_err_set(err, TM_ERR_CONFIG, EX_CONFIG, "cannot request %s: %s", t->host, why);
 	else
 		tm_err_set(err, TM_ERR_CONN, EX_TEMPFAIL, "cannot reach %s: %s", t->host, why);

@@ -285,13 +285,20 @@ int
 net_read_line(struct net_conn *c, char *line, size_t size, size_t *len,
     int timeout_seconds, struct tm_err *err)
 {
-	long long deadline = net_deadline(timeout_seconds);
+	return net_read_line_until(c, line, size, len, net_deadline(timeout_seconds),
+	    timeout_seconds, err);
+}
+
+int
+net_read_line_until(struct net_conn *c, char *line, size_t size, size_t *len,
+    long long deadline, int timeout_seconds, struct tm_err *err)
+{
 	size_t max = size > 0 ? size - 1 : 0;
 	const char *nl;
 
 	if (size == 0 || c->fd < 0)
 		return tm_err_set(err, TM_ERR_INTERNAL, EX_SOFTWARE,
-		    "net_read_line: no buffer or no connection");
+		    "net_read_line_until: no buffer or no connection");
 	for (;;) {
 		nl = memchr(c->rbuf + c->rpos, '\n', c->rlen - c->rpos);
 		if (nl != NULL)

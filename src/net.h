@@ -59,6 +59,13 @@ int net_read_line(struct net_conn *c, char *line, size_t size, size_t *len,
     int timeout_seconds, struct tm_err *err);
 
 /*
+ * net_read_line against a deadline from net_deadline(timeout_seconds) taken
+ * by the caller, so that the lines of one reply share one timeout.
+ */
+int net_read_line_until(struct net_conn *c, char *line, size_t size, size_t *len,
+    long long deadline, int timeout_seconds, struct tm_err *err);
+
+/*
  * true when buffered input is waiting (a server that talks before its turn).
  * Only what was already read counts: the socket itself is not polled, as a
  * TLS 1.3 server may legitimately send session tickets at any time.

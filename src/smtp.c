@@ -208,11 +208,16 @@ smtp_flush(struct smtp_session *s)
 	return 0;
 }
 
-/* Read one whole reply into s->reply within the state's timeout. */
+/*
+ * Read one whole reply into s->reply within the state's timeout. The timeout
+ * is for the whole reply: a server dripping one line at a time must not
+ * stretch it.
+ */
 static int
 smtp_read_reply(struct smtp_session *s)
 {
 	int t = smtp_timeout(s, smtp_state_timeout[s->state]);
+	long long deadline = net_deadline(t);
 	struct tm_err *e = smtp_errp(s);
 	char line[SMTP_LINE_MAX + 1];
 	bool done = false;
@@ -224,7 +229,7 @@ smtp_read_reply(struct smtp_session *s)
 	s->reply.code = 0;
 	s->reply.text[0] = s->reply.enhanced[0] = '\0';
 	while (!done) {
-		if (net_read_line(&s->conn, line, sizeof(line), &len, t, e) == -1)
+		if (net_read_line_until(&s->conn, line, sizeof(line), &len, deadline, t, e) == -1)
 			return smtp_broken(s);
 		log_trace("S: %.*s", (int)len, line);
 		if (smtp_reply_add(&s->reply, line, len, &done, e) == -1) {

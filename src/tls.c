@@ -265,8 +265,10 @@ handshake_failed(gnutls_session_t session, const char *host, int rc, struct tm_e
 	if (is_version_error(session, rc))
 		return tm_err_set(err, TM_ERR_CONN, EX_UNAVAILABLE,
 		    "%s offers no TLS 1.2 or newer", host);
+	/* A record cut short is a connection that broke, as after the handshake. */
 	if (rc == GNUTLS_E_PUSH_ERROR || rc == GNUTLS_E_PULL_ERROR ||
-	    rc == GNUTLS_E_PREMATURE_TERMINATION || rc == GNUTLS_E_TIMEDOUT)
+	    rc == GNUTLS_E_PREMATURE_TERMINATION || rc == GNUTLS_E_TIMEDOUT ||
+	    rc == GNUTLS_E_UNEXPECTED_PACKET_LENGTH)
 		return tm_err_set(err, TM_ERR_CONN, EX_TEMPFAIL,
 		    "connection to %s closed during the TLS handshake (%s)", host, gnutls_strerror(rc));
 	if (rc == GNUTLS_E_FATAL_ALERT_RECEIVED)

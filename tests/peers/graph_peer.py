@@ -132,6 +132,9 @@ request's, else the request-id) headers; errors are {"error": {"code",
 
 CONFIG (JSON):
   cert, key        TLS server certificate and key (PEM; tlsca.py)
+  plain            true: serve plain HTTP instead (no TLS; cert and key are
+                   still required), for load tests where a TLS handshake per
+                   connection costs too much (extension)
   token_log        the token peer's log (re-read for each request): each
                    access_token in it is valid when its scope (the logged
                    "scope", else form.scope) names graph.microsoft.com;
@@ -156,7 +159,14 @@ CONFIG (JSON):
                  chunk's bytes, read the rest, close without answer; any other
                  op: like drop), "stall" (read the request, answer nothing
                  for up to stall_seconds or until the client closes, then
-                 close)
+                 close); for fault tests (extensions): "truncate_tls" (read
+                 the request, write the start of a TLS record whose header
+                 announces more than follows on the raw socket, close),
+                 "partial" (the status line and headers of the reply fault's
+                 answer with its full Content-Length, half of its body,
+                 close), "raw" (send data instead of an HTTP answer, close)
+    data         raw only: the octets to send (a JSON string; each character
+                 U+0000-U+00FF is one octet), e.g. "HTTP/1.1 2x2 OK\r\n\r\n"
     status       reply status, 200-599 (default 503); code and message default
                  by status (429 ApplicationThrottled, 503 ServiceUnavailable,
                  401 InvalidAuthenticationToken with WWW-Authenticate, ...)
@@ -169,6 +179,12 @@ CONFIG (JSON):
                  a string is sent as it is); none = empty body. E.g. {"op":
                  "createDraft", "status": 201, "body": {"subject": "x"}} gives
                  a draft without id. (extension)
+                 raw_body (any status): these octets (U+0000-U+00FF) are the
+                 body instead, Content-Type application/json: malformed
+                 JSON. pad: N adds a "padding" member of N octets to the
+                 error document (or to the body object): oversize answers.
+                 chunked: true sends the body with chunked transfer encoding
+                 and no Content-Length. (extensions)
                  A reply fault replaces the operation: nothing is stored.
                  drop_partial with a Content-Range that fails the checks just
                  drops (nothing kept).
@@ -244,7 +260,7 @@ CLOCK_SKEW = 300
 SESSION_LIFETIME = 24 * 3600
 OPS = ("sendMail", "createDraft", "attachment", "createUploadSession", "upload",
        "uploadStatus", "send", "delete")
-FAULT_ACTIONS = ("reply", "drop", "drop_partial", "stall")
+FAULT_ACTIONS = ("reply", "drop", "drop_partial", "stall", "truncate_tls", "partial", "raw")
 DELEGATED_GRANTS = ("refresh_token", "authorization_code", "device_code",
                     "urn:ietf:params:oauth:grant-type:device_code")
 JSON_TYPE = ("application/json;odata.metadata=minimal;odata.streaming=true;"
@@ -610,9 +626,14 @@ def check_config(config):
         status = f.get("status", 503)
         if not isinstance(status, int) or isinstance(status, bool) or not 200 <= status <= 599:
             return "fault status must be an HTTP status: %r" % (status,)
-        for k in ("times", "skip"):
+        for k in ("times", "skip", "pad"):
             if k in f and (not isinstance(f[k], int) or isinstance(f[k], bool) or f[k] < 0):
                 return "fault %s must be a count: %r" % (k, f[k])
+        for k in ("data", "raw_body"):
+            if k in f and (not isinstance(f[k], str) or any(ord(c) > 255 for c in f[k])):
+                return "fault %s must be a string of octets (U+0000-U+00FF)" % k
+        if action == "raw" and not f.get("data"):
+            return "fault action raw needs data"
     for t in config.get("tokens", []):
         if not isinstance(t, str) and not (isinstance(t, dict) and isinstance(t.get("token"), str)):
             return "a token must be a string or {\"token\": ..., \"grant\": ...}"
@@ -712,7 +733,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def handle(self):
         try:
-            self.connection.do_handshake()
+            if not self.state.config.get("plain"):
+                self.connection.do_handshake()
         except (OSError, ssl.SSLError, ValueError) as e:
             debug("conn %d: TLS handshake failed: %s" % (self.conn_n, e))
             return
@@ -1009,6 +1031,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if f.get("retry_after") is not None:
             self.entry["retry_after"] = f["retry_after"]
             headers.append(("Retry-After", str(f["retry_after"])))
+        if action in ("truncate_tls", "partial", "raw"):
+            self.fault_hang_up(f, action, status, headers)
+        if any(k in f for k in ("raw_body", "pad", "chunked")):
+            self.discard_body()
+            self.fault_answer(f, op, status, headers)
+            raise Answered()
         if status < 400:
             self.discard_body()
             body = f.get("body")
@@ -1020,8 +1048,83 @@ class Handler(http.server.BaseHTTPRequestHandler):
         code, message = FAULT_DEFAULTS.get(status, ("UnknownError", "An error occurred."))
         raise Answer(status, f.get("code", code), f.get("message", message), headers)
 
+    # ---- fault answers for fault tests (extensions) ----
+
+    def fault_body(self, f, status):
+        """The octets of a fault's answer body: raw_body, else the body (status
+        below 400) or the error document, with pad octets of padding."""
+        if "raw_body" in f:
+            return f["raw_body"].encode("latin-1")
+        if status < 400:
+            body = f.get("body")
+            if isinstance(body, str):
+                return body.encode("utf-8")
+            doc = dict(body) if isinstance(body, dict) else ({} if body is None else body)
+        else:
+            code, message = FAULT_DEFAULTS.get(status, ("UnknownError", "An error occurred."))
+            doc = self.error_body(f.get("code", code), f.get("message", message))
+            self.entry.update(code=doc["error"]["code"], message=doc["error"]["message"])
+        if f.get("pad") and isinstance(doc, dict):
+            target = doc["error"] if "error" in doc else doc
+            target["padding"] = "x" * f["pad"]
+        return json.dumps(doc).encode("utf-8") if doc != {} or status >= 400 else b""
+
+    def fault_answer(self, f, op, status, headers):
+        """A reply fault with raw_body, pad or chunked: logged, then answered."""
+        data = self.fault_body(f, status)
+        self.entry["status"] = status
+        self.state.write("requests.jsonl", self.entry)
+        if status == 401:
+            headers = headers + [("WWW-Authenticate", WWW_AUTHENTICATE)]
+        self.send_response(status)
+        self.send_header("Content-Type", JSON_TYPE)
+        if f.get("chunked"):
+            self.send_header("Transfer-Encoding", "chunked")
+        else:
+            self.send_header("Content-Length", str(len(data)))
+        self.common_headers()
+        for k, v in headers:
+            self.send_header(k, v)
+        self.end_headers()
+        if f.get("chunked"):
+            for i in range(0, len(data), READ_PIECE):
+                piece = data[i:i + READ_PIECE]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            self.wfile.write(data)
+
+    def fault_hang_up(self, f, action, status, headers):
+        """truncate_tls, partial, raw: write what the action says, then
+        raise Close (logged there, the connection shut without close_notify)."""
+        self.discard_body()
+        try:
+            if action == "truncate_tls":
+                self.wfile.flush()
+                # application_data, TLS 1.2 record version, 16384 octets announced
+                os.write(self.connection.fileno(), b"\x17\x03\x03\x40\x00" + os.urandom(100))
+            elif action == "raw":
+                self.wfile.write(f["data"].encode("latin-1"))
+                self.wfile.flush()
+            else:
+                data = self.fault_body(f, status)
+                self.entry["status"] = status
+                self.send_response(status)
+                self.send_header("Content-Type", JSON_TYPE)
+                self.send_header("Content-Length", str(len(data)))
+                self.common_headers()
+                for k, v in headers:
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data[:len(data) // 2])
+                self.wfile.flush()
+        except (OSError, ssl.SSLError, ValueError):
+            pass
+        raise Close("fault: " + action)
+
     def base(self):
-        return "https://127.0.0.1:%d" % self.state.port
+        scheme = "http" if self.state.config.get("plain") else "https"
+        return "%s://127.0.0.1:%d" % (scheme, self.state.port)
 
     # ---- Graph operations (everything but the upload URL) ----
 
@@ -1452,8 +1555,9 @@ def main(argv):
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(config["cert"], config["key"])
     # The handshake runs in the connection's thread (Handler.handle), not in accept().
-    server.socket = ctx.wrap_socket(server.socket, server_side=True,
-                                    do_handshake_on_connect=False)
+    if not config.get("plain"):
+        server.socket = ctx.wrap_socket(server.socket, server_side=True,
+                                        do_handshake_on_connect=False)
     state.port = server.server_address[1]
 
     def terminate(signum, frame):

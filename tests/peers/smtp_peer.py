@@ -72,7 +72,22 @@ CONFIG (JSON), every key optional:
                   action  "reply" (default: send reply instead of the normal
                           answer), "drop" (close the connection, no reply),
                           "stall" (never answer), "reject" (AUTH: the failure
-                          flow whatever the token)
+                          flow whatever the token); for fault tests also
+                          "raw" (send data instead of the answer: malformed
+                          or oversize replies), "drip" (send data like raw,
+                          one octet every interval seconds, default 0.25,
+                          for at most stall_seconds: a reply that never
+                          ends), "truncate_tls" (hang up in the middle of a
+                          TLS record: over TLS, the start of a record whose
+                          header announces more than follows; at STARTTLS,
+                          after the 220 and the client's hello, the start of
+                          a handshake record)
+                  data    raw and drip: the octets to send (a JSON string;
+                          each character U+0000-U+00FF is one octet), repeat
+                          times (default 1); raw with close: true hangs up
+                          after them, with stall: true answers nothing more
+                          (as stall), else the session goes on reading
+                          commands
                   rcpt    RCPT only: the recipient address it applies to
                   times   how many times it fires in the peer's life (default
                           always); skip: let the first N matches pass
@@ -105,7 +120,7 @@ OAUTHBEARER_CHALLENGE = {"status": "invalid_token", "schemes": "bearer", "scope"
 AUTH_FAILED = "535 5.7.3 Authentication unsuccessful [peer.test]"
 FAULT_STAGES = ("GREETING", "EHLO", "STARTTLS", "AUTH", "MAIL", "RCPT", "DATA", "BODY",
                 "DOT", "RSET", "QUIT")
-FAULT_ACTIONS = ("reply", "drop", "stall", "reject")
+FAULT_ACTIONS = ("reply", "drop", "stall", "reject", "raw", "drip", "truncate_tls")
 
 
 class Dropped(Exception):
@@ -201,6 +216,10 @@ def check_config(config):
             return "fault %r needs a reply such as '451 4.3.0 text'" % f
         if action == "reject" and f.get("stage", "").upper() != "AUTH":
             return "action reject is for stage AUTH only"
+        if action in ("raw", "drip"):
+            data = f.get("data")
+            if not isinstance(data, str) or not data or any(ord(c) > 255 for c in data):
+                return "fault %r needs data: a string of octets (U+0000-U+00FF)" % f
     if config.get("mode", "starttls") not in ("starttls", "tls", "plain"):
         return "unknown mode %r" % config.get("mode")
     if config.get("mode", "starttls") != "plain" and not (config.get("cert") and config.get("key")):
@@ -377,11 +396,65 @@ class Session:
             self.stall("fault at " + stage)
         if action == "reject":
             return "reject"
+        if action == "raw":
+            data = f["data"].encode("latin-1") * int(f.get("repeat", 1))
+            self.event("fault at %s: %d raw octets" % (stage, len(data)))
+            self.send(data)
+            if f.get("close"):
+                self.drop("after raw octets at " + stage)
+            if f.get("stall"):
+                self.stall("after raw octets at " + stage)
+            return True
+        if action == "drip":
+            self.drip(stage, f["data"].encode("latin-1") * int(f.get("repeat", 1)),
+                      float(f.get("interval", 0.25)))
+            return True
+        if action == "truncate_tls":
+            self.truncate_tls(stage)
         self.event("fault at %s: %s" % (stage, f["reply"]))
         self.reply(f["reply"])
         if f["reply"].startswith("421"):
             self.drop("after 421")
         return True
+
+    def drip(self, stage, data, interval):
+        """Send data one octet at a time, interval seconds apart, for at most
+        stall_seconds."""
+        self.event("fault at %s: dripping %d octets" % (stage, len(data)))
+        start = time.monotonic()
+        limit = self.state.config.get("stall_seconds", 60)
+        for i in range(len(data)):
+            if time.monotonic() - start > limit:
+                break
+            time.sleep(interval)
+            try:
+                self.sock.sendall(data[i:i + 1])
+            except (OSError, ssl.SSLError) as e:
+                self.event("write error: %s" % e)
+                raise Dropped()
+        self.server_spoke = True
+
+    def truncate_tls(self, stage):
+        """Hang up in the middle of a TLS record (see the fault action)."""
+        if self.tls:
+            # application_data, TLS 1.2 record version, 16384 octets announced
+            record = b"\x17\x03\x03\x40\x00" + os.urandom(64)
+        else:
+            if stage == "STARTTLS":
+                self.reply("220 2.0.0 SMTP server ready")
+                try:
+                    self.sock.settimeout(10)
+                    self.sock.recv(READ_CHUNK)   # the client's hello
+                except (OSError, ssl.SSLError):
+                    pass
+            # handshake, TLS 1.2 record version, 512 octets announced: a ServerHello cut short
+            record = b"\x16\x03\x03\x02\x00\x02\x00\x01\xfc\x03\x03" + os.urandom(20)
+        self.event("fault at %s: TLS record cut after %d octets" % (stage, len(record)))
+        try:
+            os.write(self.sock.fileno(), record)
+        except OSError:
+            pass
+        self.drop("truncated TLS at " + stage)
 
     # ---- the session ----
 

@@ -70,7 +70,21 @@ CONFIG (JSON):
 Answer names: the AADSTS numbers in ERRORS below (with or without the
 "AADSTS" prefix), temporarily_unavailable, 500, 503, nonjson (200 with an
 HTML page), notoken (200 JSON without access_token), stall (read the
-request, never answer).
+request, never answer), and for fault tests:
+  drop             read the request, close the connection without an answer
+  truncated_tls    read the request, write the start of a TLS record (its
+                   header announces more than follows) on the raw socket,
+                   close: a TLS stream cut in the middle of a record
+  partial          200 with Content-Length of a whole token answer, half
+                   of its body, then close (the endpoint dies mid-answer)
+  badjson          200 application/json whose body is cut-off JSON
+  oversize         200 application/json of 2 MiB (Content-Length given)
+  oversize_chunked the same, chunked (no Content-Length: the size is
+                   only known while it arrives)
+  garbage          a line that is not HTTP at all, then close
+  400_nonjson      400 with an HTML page (no OAuth error document)
+  drip             200 and a token answer, one octet every 0.25 s (a
+                   server that never stops answering, slowly)
 """
 import base64
 import hashlib
@@ -79,6 +93,7 @@ import json
 import os
 import re
 import secrets
+import socket
 import socketserver
 import ssl
 import sys
@@ -203,7 +218,10 @@ ERRORS = {
                               "Invalid verification code."),
 }
 SUBERRORS = {"65001": "consent_required", "50076": "basic_action"}
-SPECIAL_ANSWERS = ("503", "nonjson", "notoken", "stall", "ok")
+SPECIAL_ANSWERS = ("503", "nonjson", "notoken", "stall", "ok", "drop", "truncated_tls",
+                   "partial", "badjson", "oversize", "oversize_chunked", "garbage",
+                   "400_nonjson", "drip")
+OVERSIZE = 2 * 1024 * 1024
 
 
 class PeerError(Exception):
@@ -399,7 +417,99 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.state.log(entry)
             self.send_body(200, {"token_type": "Bearer", "expires_in": 3599})
             return True
-        return False
+        return self.answer_fault(entry, name)
+
+    # ---- answers for fault tests (a token is never issued by these) ----
+
+    def hang_up(self):
+        """Close the connection now, without TLS close_notify."""
+        self.close_connection = True
+        try:
+            self.wfile.flush()
+        except (OSError, ValueError):
+            pass
+        try:
+            self.connection.shutdown(socket.SHUT_RDWR)
+        except (OSError, ValueError):
+            pass
+
+    @staticmethod
+    def fake_token_body(pad=0):
+        body = {"token_type": "Bearer", "expires_in": 3599, "ext_expires_in": 3599,
+                "access_token": "eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.eyJmYWtlIjp0cnVlfQ." +
+                b64url(secrets.token_bytes(64))}
+        if pad:
+            body["padding"] = "x" * pad
+        return json.dumps(body).encode()
+
+    def answer_fault(self, entry, name):
+        """drop, truncated_tls, partial, badjson, oversize(_chunked), garbage,
+        400_nonjson, drip. Returns False for a name it does not know."""
+        if name not in ("drop", "truncated_tls", "partial", "badjson", "oversize",
+                        "oversize_chunked", "garbage", "400_nonjson", "drip"):
+            return False
+        status = {"badjson": 200, "oversize": 200, "oversize_chunked": 200, "partial": 200,
+                  "400_nonjson": 400, "drip": 200}.get(name)
+        entry.update(answer=name, status=status)
+        self.state.log(entry)
+        if name == "drop":
+            self.hang_up()
+        elif name == "truncated_tls":
+            try:
+                self.wfile.flush()
+                # application_data, TLS 1.2 record version, 16384 octets announced
+                os.write(self.connection.fileno(), b"\x17\x03\x03\x40\x00" +
+                         secrets.token_bytes(100))
+            except OSError:
+                pass
+            self.hang_up()
+        elif name == "partial":
+            data = self.fake_token_body()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data[:len(data) // 2])
+            self.hang_up()
+        elif name == "badjson":
+            self.send_body(200, self.fake_token_body()[:70])
+        elif name == "oversize":
+            self.send_body(200, self.fake_token_body(OVERSIZE))
+        elif name == "oversize_chunked":
+            data = self.fake_token_body(OVERSIZE)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            try:
+                for i in range(0, len(data), 65536):
+                    piece = data[i:i + 65536]
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+                self.wfile.write(b"0\r\n\r\n")
+            except OSError:
+                pass
+            self.close_connection = True
+        elif name == "drip":
+            data = self.fake_token_body()
+            head = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                    b"Content-Length: %d\r\n\r\n" % len(data))
+            try:
+                self.wfile.flush()
+                for i in range(len(head + data)):
+                    if self.state.stop.wait(0.25):
+                        break
+                    self.wfile.write((head + data)[i:i + 1])
+                    self.wfile.flush()
+            except (OSError, ValueError):
+                pass
+            self.hang_up()
+        elif name == "garbage":
+            self.wfile.write(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n\x00\x01\x02 not HTTP\r\n")
+            self.hang_up()
+        else:
+            self.send_body(400, "<html><body><h1>Bad Request</h1></body></html>",
+                           "text/html")
+        return True
 
     def answer(self, entry, name, **fill):
         if self.answer_special(entry, name):
