@@ -24,8 +24,14 @@
  * nothing sent (SPEC 6). If DATA itself is refused (554 no valid
  * recipients, 503), RSET (QUIT after a refused MAIL) as without
  * pipelining. Recipients answered 452 (too many) do not stop the others:
- * their transaction goes on, and the deferred ones get the next. A later
- * change may pipeline the data too with CHUNKING (BDAT).
+ * their transaction goes on, and the deferred ones get the next.
+ *
+ * CHUNKING (RFC 3030): with PIPELINING too and a single recipient, the
+ * message goes as "BDAT n LAST" in the same group, so the transaction is one
+ * round trip. With one recipient nothing can reach a subset: if MAIL or the
+ * RCPT is refused, BDAT is refused too. With several, BDAT would deliver to
+ * whichever were accepted before we could look, so they keep DATA and its
+ * 354 checkpoint.
  *
  * Secrets: the SASL blob is built in exactly sized buffers (no realloc
  * leaves copies), written by smtp_send_secret() alone, which traces
@@ -464,11 +470,48 @@ smtp_body_sink(void *ctx, const char *data, size_t len)
 	return smtp_write(b->s, data + start, len - start);
 }
 
+/* message_write's sink for BDAT: the message as it is, counted. */
+static int
+smtp_raw_sink(void *ctx, const char *data, size_t len)
+{
+	struct smtp_body *b = ctx;
+
+	b->written += (long long)len;
+	return smtp_write(b->s, data, len);
+}
+
+/* BDAT n LAST and the whole message: no dot-stuffing, no final dot. */
+int
+smtp_write_bdat(struct smtp_session *s)
+{
+	long long size = message_transmit_size(s->p->msg);
+	struct smtp_body b = { .s = s, .bol = true };
+	char cmd[64];
+
+	if (str_format(cmd, sizeof(cmd), "BDAT %lld LAST", size) == -1 ||
+	    smtp_write_cmd(s, cmd) == -1)
+		return -1;
+	log_trace("C: (%lld octets of message)", size);
+	/* Short of n octets the server never takes the message: on a failure
+	   the connection is dropped, as with DATA. */
+	if (message_write(s->p->msg, smtp_raw_sink, &b, smtp_errp(s)) == -1)
+		return smtp_broken(s);
+	if (b.written != size) {
+		smtp_fail(s, TM_ERR_INTERNAL, EX_SOFTWARE,
+		    "the message was %lld octets, not the %lld announced", b.written, size);
+		return smtp_broken(s);
+	}
+	s->bdat = true;
+	return 0;
+}
+
 static int
 smtp_send_body(struct smtp_session *s)
 {
 	struct smtp_body b = { .s = s, .bol = true };
 
+	if (s->bdat)
+		return 0;	/* it went with MAIL (smtp_write_bdat) */
 	log_trace("C: (%lld octets of message)", message_transmit_size(s->p->msg));
 	/* A failure here leaves the message unfinished: the connection is
 	   dropped, never ended with a dot that would deliver half of it. */
@@ -510,6 +553,12 @@ smtp_on_body(struct smtp_session *s, int code, const char *text)
 	bool too_big = code == 552 || strcmp(rp->enhanced, "5.3.4") == 0;
 
 	(void)text;
+	if (s->failed) {
+		/* BDAT went with a refused MAIL or recipient: its reply is read and
+		   the outcome stays that refusal. */
+		smtp_set_state(s, SMTP_STATE_QUIT);
+		return -1;
+	}
 	if (code / 100 == 2)
 		return smtp_delivered(s);
 	smtp_refused(s, TM_ERR_RESP, code / 100 == 5 && too_big ? EX_DATAERR : 0,

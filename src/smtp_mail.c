@@ -1,6 +1,6 @@
 /*
  * smtp_mail.c: MAIL and RCPT: the envelope of each transaction, pipelined
- * with DATA when the server offers it, and what each recipient's reply
+ * with DATA (or BDAT) when the server offers it, and what each recipient's reply
  * means (see smtp.c).
  */
 #include <stdarg.h>
@@ -26,7 +26,7 @@ smtp_begin(struct smtp_session *s)
 	size_t i;
 
 	s->nbatch = s->rcpt_sent = s->rcpt_read = s->naccepted = 0;
-	s->mail_failed = s->pipelined = false;
+	s->mail_failed = s->pipelined = s->bdat = false;
 	for (i = 0; i < s->p->rcpts->count; i++) {
 		if (s->rstatus[i] == RCPT_DONE)
 			continue;
@@ -158,11 +158,14 @@ smtp_send_mail(struct smtp_session *s)
 	s->pipelined = (s->caps.flags & SMTP_CAP_PIPELINING) != 0;
 	if (!s->pipelined)
 		return 0;
-	/* One group (RFC 2920 3.1: DATA may end it): MAIL, every RCPT, DATA.
+	/* One group (RFC 2920 3.1: DATA may end it): MAIL, every RCPT, DATA,
+	   or with CHUNKING and one recipient BDAT and the message (smtp.c).
 	   smtp_exchange flushes it once; the replies are read in order. */
 	for (i = 0; i < s->nbatch; i++)
 		if (smtp_write_rcpt(s) == -1)
 			return -1;
+	if ((s->caps.flags & SMTP_CAP_CHUNKING) && s->nbatch == 1)
+		return smtp_write_bdat(s);
 	return smtp_write_cmd(s, "DATA");
 }
 
@@ -226,8 +229,8 @@ smtp_rcpt_result(struct smtp_session *s, size_t i)
 }
 
 /*
- * Every RCPT reply read. Pipelined, DATA went in the group and its reply
- * comes next whatever happened (smtp_on_data aborts the transaction when
+ * Every RCPT reply read. Pipelined, DATA (or BDAT, whose reply is the
+ * message's) went in the group and its reply comes next whatever happened (smtp_on_data aborts the transaction when
  * it must; a refused MAIL, which only a pipelined group reads on from, is
  * already the outcome). Otherwise DATA, or RSET and nothing sent.
  */
@@ -238,7 +241,7 @@ smtp_rcpt_done(struct smtp_session *s)
 		smtp_refused(s, TM_ERR_RESP, EX_TEMPFAIL, "%s accepted none of the recipients",
 		    s->host);
 	if (s->pipelined)
-		smtp_set_state(s, SMTP_STATE_DATA);
+		smtp_set_state(s, s->bdat ? SMTP_STATE_BODY : SMTP_STATE_DATA);
 	else
 		smtp_set_state(s, s->failed ? SMTP_STATE_RSET : SMTP_STATE_DATA);
 	return s->failed ? -1 : 0;

@@ -2,7 +2,7 @@
  * smtp_priv.h: what the parts of the SMTP client share (smtp.c: the
  * session, connection, EHLO, STARTTLS, DATA and the state machine;
  * smtp_auth.c: AUTH and the SASL responses; smtp_mail.c: MAIL and RCPT,
- * and with PIPELINING the group MAIL, RCPT..., DATA).
+ * and with PIPELINING the group MAIL, RCPT..., DATA or BDAT).
  * Private to those files.
  */
 #ifndef TM_SMTP_PRIV_H
@@ -79,6 +79,7 @@ struct smtp_session {
 	size_t naccepted;		/* in this transaction */
 	size_t ndelivered;		/* in earlier transactions */
 	bool pipelined;			/* the RCPTs and DATA went with MAIL */
+	bool bdat;			/* BDAT n LAST and the message went too */
 	bool mail_failed;		/* read the pipelined RCPT and DATA replies,
 					   then QUIT (or hang up after a 354) */
 	bool rcpt_perm;			/* a recipient was refused permanently */
@@ -87,6 +88,7 @@ struct smtp_session {
 struct smtp_body {
 	struct smtp_session *s;
 	bool bol;			/* the next octet starts a line */
+	long long written;		/* octets of the message, for BDAT */
 };
 
 void smtp_set_state(struct smtp_session *s, enum smtp_state next);
@@ -105,6 +107,7 @@ int smtp_send_auth_token(struct smtp_session *s);
 int smtp_send_auth_abort(struct smtp_session *s);
 int smtp_on_auth(struct smtp_session *s, int code, const char *text);
 int smtp_on_auth_abort(struct smtp_session *s, int code, const char *text);
+int smtp_write_bdat(struct smtp_session *s);
 int smtp_send_mail(struct smtp_session *s);
 int smtp_on_mail(struct smtp_session *s, int code, const char *text);
 int smtp_send_rcpt(struct smtp_session *s);

@@ -29,18 +29,24 @@ seen the reply that follows):
                     "secret": true. "turn" counts request/response round trips
                     of the connection (client lines sent without waiting for a
                     reply share a turn); "pipelined": true marks a command that
-                    was already buffered behind another; "long": true a command
+                    was already buffered behind another; "read" (client
+                    lines) numbers the recv() that brought the line's end, so
+                    lines with the same "read" arrived in one read; "long": true a command
                     line over 512 octets with its CRLF.
   auth.jsonl        each AUTH attempt: {conn, tls, mech, ir (initial response
                     on the AUTH line), user, token_n (1-based index of the token
                     among the valid ones; 0 unknown), ok, reason, challenge_answer
                     (what the client sent after a 334 error challenge, redacted
                     when it was not "" or "AQ==")}
-  messages.jsonl    each message accepted with 250 after the final dot:
-                    {n, conn, tls, auth_user, mail_from, mail_params {K: V},
-                    rcpts [{addr, params}], size, sha256, file ("msg-N.eml":
-                    the data exactly as received, dot-stuffing undone, line
-                    ends as sent), bare_lf, long_lines, eight_bit}
+  messages.jsonl    each message accepted with 250 after the final dot or
+                    BDAT LAST: {n, conn, tls, auth_user, mail_from,
+                    mail_params {K: V}, rcpts [{addr, params}], size, sha256,
+                    file ("msg-N.eml": the data exactly as received,
+                    dot-stuffing undone, line ends as sent), bare_lf,
+                    long_lines, eight_bit, and bdat_chunks (BDAT only)}
+                    With CHUNKING offered, BDAT n [LAST] (RFC 3030) is taken:
+                    the n octets are always read, then 503/554 without MAIL
+                    or an accepted recipient; the DOT faults apply to LAST.
 
 CONFIG (JSON), every key optional:
   mode            "starttls" (default) | "tls" (implicit, TLS from the first
@@ -251,10 +257,12 @@ class Session:
         self.received = self.consumed = self.mark = 0
         self.tls = False
         self.turn = 0
+        self.reads = 0         # successful recv() calls on this connection
         self.server_spoke = True
         self.helo = None
         self.extended = False
         self.auth = None       # {"user", "mech", "token_n"}
+        self.bdat = None       # the message being received in BDAT chunks
         self.reset()
 
     def reset(self):
@@ -290,6 +298,7 @@ class Session:
             raise Dropped()
         self.rbuf += data
         self.received += len(data)
+        self.reads += 1
 
     def raw_line(self, limit=1 << 20):
         """One line with its line end (CRLF or LF), as bytes."""
@@ -326,6 +335,7 @@ class Session:
                     break
                 self.rbuf += data
                 self.received += len(data)
+                self.reads += 1
         except (BlockingIOError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
             pass
         except (OSError, ssl.SSLError):
@@ -515,7 +525,7 @@ class Session:
 
     def log_command(self, raw, pending):
         text = raw.rstrip(b"\r\n").decode("utf-8", "backslashreplace")
-        extra = {}
+        extra = {"read": self.reads}
         if pending:
             extra["pipelined"] = True
         if len(raw) > COMMAND_MAX:
@@ -595,6 +605,7 @@ class Session:
     def do_RSET(self, arg):
         if self.apply_fault("RSET"):
             return
+        self.bdat_abort()
         self.reset()
         self.reply("250 2.0.0 Resetting")
 
@@ -799,39 +810,34 @@ class Session:
         n = self.state.next_message()
         name = "msg-%d.eml" % n
         part = os.path.join(self.state.dir, name + ".part")
-        h = hashlib.sha256()
-        size = lines = long_lines = 0
-        bare_lf = eight_bit = False
+        stats = DataStats()
         body_fault = self.state.fault("BODY")
         drop_after = body_fault.get("after_bytes", 0) if body_fault else None
         with open(part, "wb") as out:
             while True:
                 line = self.raw_line(limit=1 << 24)
                 self.consumed += len(line)
-                if drop_after is not None and size + len(line) > drop_after:
-                    self.event("data %d octets, %d lines so far" % (size, lines))
+                if drop_after is not None and stats.size + len(line) > drop_after:
+                    self.event("data %d octets, %d lines so far" % (stats.size, stats.lines))
                     out.close()
                     os.unlink(part)
-                    self.drop("fault at BODY after %d octets" % size)
+                    self.drop("fault at BODY after %d octets" % stats.size)
                 if line in (b".\r\n", b".\n"):
                     if line == b".\n":
-                        bare_lf = True
+                        stats.bare_lf = True
                     break
                 if line.startswith(b"."):
                     line = line[1:]
-                if not line.endswith(b"\r\n"):
-                    bare_lf = True
-                if len(line) > 1000:
-                    long_lines += 1
-                if not eight_bit and any(b > 127 for b in line):
-                    eight_bit = True
+                stats.add_line(line)
                 out.write(line)
-                h.update(line)
-                size += len(line)
-                lines += 1
         self.turn += 1
         self.server_spoke = False
-        self.event("data %d octets, %d lines" % (size, lines))
+        self.event("data %d octets, %d lines" % (stats.size, stats.lines))
+        self.finish_message(n, part, stats, {})
+
+    def finish_message(self, n, part, stats, extra):
+        """The end of the data (final dot or BDAT LAST): the DOT faults and
+        the size limit, else 250 and the message in messages.jsonl."""
         try:
             fault = self.apply_fault("DOT")
         except Dropped:
@@ -839,23 +845,123 @@ class Session:
             raise
         limit = self.state.caps.get("SIZE")
         if not fault and isinstance(limit, int) and not isinstance(limit, bool) and limit \
-                and size > limit:
+                and stats.size > limit:
             self.reply("552 5.3.4 Message size exceeds fixed maximum message size")
             fault = True
         if fault:
             os.unlink(part)
             self.reset()
             return
+        name = "msg-%d.eml" % n
         os.rename(part, os.path.join(self.state.dir, name))
-        self.state.write("messages.jsonl", {
+        entry = {
             "n": n, "conn": self.n, "tls": self.tls,
             "auth_user": self.auth and self.auth["user"],
             "token_n": self.auth and self.auth["token_n"],
             "mail_from": self.mail_from, "mail_params": self.mail_params,
-            "rcpts": self.rcpts, "size": size, "sha256": h.hexdigest(), "file": name,
-            "bare_lf": bare_lf, "long_lines": long_lines, "eight_bit": eight_bit})
+            "rcpts": self.rcpts, "size": stats.size, "sha256": stats.hash.hexdigest(),
+            "file": name, "bare_lf": stats.bare_lf, "long_lines": stats.long_lines,
+            "eight_bit": stats.eight_bit}
+        entry.update(extra)
+        self.state.write("messages.jsonl", entry)
         self.reset()
         self.reply("250 2.0.0 OK <%032x@peer.test> [Hostname=peer.test]" % n)
+
+    # ---- CHUNKING (RFC 3030) ----
+
+    def read_chunk(self, size, out):
+        """Take exactly size octets of BDAT data, writing them to out (a file
+        or None) in pieces; returns them split into lines for the stats."""
+        left = size
+        tail = b""
+        lines = []
+        while left > 0:
+            if not self.rbuf:
+                self.fill()
+            piece = bytes(self.rbuf[:left])
+            del self.rbuf[:len(piece)]
+            left -= len(piece)
+            self.consumed += len(piece)
+            if out is not None:
+                out.write(piece)
+                tail += piece
+                cut = tail.rfind(b"\n") + 1
+                lines.extend(tail[:cut].splitlines(keepends=True))
+                tail = tail[cut:]
+        return lines, tail
+
+    def do_BDAT(self, arg):
+        m = re.match(r"^(\d{1,12})(?: +(LAST))?$", arg, re.I)
+        if not self.state.caps.get("CHUNKING"):
+            self.reply("500 5.3.3 Unrecognized command 'BDAT'")
+            return
+        if not m:
+            self.reply("501 5.5.4 Invalid arguments")
+            return False
+        size, last = int(m.group(1)), m.group(2) is not None
+        refusal = None
+        if self.mail_from is None:
+            refusal = "503 5.5.1 Need MAIL command"
+        elif not self.rcpts:
+            refusal = "554 5.5.1 No valid recipients"
+        if refusal is not None:
+            # RFC 3030 2: the chunk is read whatever the reply.
+            self.read_chunk(size, None)
+            self.event("bdat %d octets refused" % size)
+            self.bdat_abort()
+            self.reply(refusal)
+            return
+        if self.bdat is None:
+            n = self.state.next_message()
+            part = os.path.join(self.state.dir, "msg-%d.eml.part" % n)
+            self.bdat = {"n": n, "part": part, "out": open(part, "wb"), "stats": DataStats(),
+                         "tail": b"", "chunks": 0}
+        b = self.bdat
+        lines, tail = self.read_chunk(size, b["out"])
+        b["chunks"] += 1
+        if lines:
+            lines[0] = b["tail"] + lines[0]
+            b["tail"] = tail
+        else:
+            b["tail"] += tail
+        for line in lines:
+            b["stats"].add_line(line)
+        self.event("bdat %d octets%s" % (size, " last" if last else ""))
+        if not last:
+            self.reply("250 2.0.0 %d octets received" % size)
+            return
+        if b["tail"]:
+            b["stats"].add_line(b["tail"])
+        b["out"].close()
+        self.bdat = None
+        self.finish_message(b["n"], b["part"], b["stats"], {"bdat_chunks": b["chunks"]})
+
+    def bdat_abort(self):
+        b = self.bdat
+        if b is not None:
+            b["out"].close()
+            os.unlink(b["part"])
+            self.bdat = None
+
+
+class DataStats:
+    """What messages.jsonl says of the data: size, sha256, lines."""
+
+    def __init__(self):
+        self.hash = hashlib.sha256()
+        self.size = self.lines = self.long_lines = 0
+        self.bare_lf = self.eight_bit = False
+
+    def add_line(self, line):
+        if not line.endswith(b"\r\n"):
+            self.bare_lf = True
+        if len(line) > 1000:
+            self.long_lines += 1
+        if not self.eight_bit and any(b > 127 for b in line):
+            self.eight_bit = True
+        self.hash.update(line)
+        self.size += len(line)
+        self.lines += 1
 
 
 class Handler(socketserver.BaseRequestHandler):

@@ -1,0 +1,164 @@
+"""The shape of an SMTP session on the fast path (SPEC 6, RFC 2920, RFC 3030):
+how many round trips a message takes and what goes in each, seen at the
+SMTP peer (tests/peers/smtp_peer.py), which numbers its recv() calls
+("read") and its round trips ("turn") in transcript.jsonl.
+
+- With PIPELINING and CHUNKING offered and one recipient, MAIL, RCPT and
+  "BDAT n LAST" with the whole message arrive in one read: the
+  transaction is one round trip.
+- With several recipients BDAT would deliver to whichever the server took
+  before tokenmail could look, so they keep DATA: MAIL, every RCPT and DATA
+  in one read, the message after the 354.
+- A refused MAIL or recipient still costs one round trip: the BDAT chunk is
+  refused with them and nothing is delivered.
+- QUIT is written and the connection closed without waiting for the reply.
+
+Every test checks the exit code, stderr, the bytes the peer took (the
+same as --dry-run shows), the dead letter and the log. Timings are not
+asserted: a client that waited for the QUIT reply would hang on the
+stalled peer until the test's process timeout.
+"""
+import re
+
+from tmtest import eq, match, run_all, test
+from test_smtp import (Env, MSG, MSG_RCPTS, USER, auth_ok, failed, one_delivery,
+                       split_message, body_of)
+
+CHUNKING = {"capabilities": {"CHUNKING": True}}
+ONE = b"From: Cron Daemon <root@elsewhere.example>\nSubject: nightly\n\n" \
+      b"all good\n.a line with a dot\n.\n..\nend\n"
+ONE_ARGS = ["-i", "bob@example.org"]
+VERBS = ("MAIL", "RCPT", "DATA", "BDAT")
+
+
+def transaction_lines(env):
+    """The client's MAIL, RCPT, DATA and BDAT lines of the only connection."""
+    conns = env.smtp.connections()
+    eq(len(conns), 1, "connections")
+    return [e for e in env.smtp.transcript(conns[0], "C")
+            if e["line"].split(" ")[0].upper() in VERBS]
+
+
+def one_read(lines, what):
+    """Every line arrived in one recv() at the peer, in one round trip."""
+    eq(len({e["read"] for e in lines}), 1, "%s in one read: %r" % (what, lines))
+    eq(len({e["turn"] for e in lines}), 1, "%s in one round trip: %r" % (what, lines))
+
+
+@test
+def chunking_one_recipient_is_one_round_trip():
+    with Env(smtp=CHUNKING) as env:
+        r = env.send(ONE_ARGS, ONE)
+        m, data = one_delivery(env, r, ONE, ONE_ARGS, ["bob@example.org"])
+        auth_ok(env)
+        eq(split_message(data)[1], body_of(ONE), "body byte-identical, dots and all")
+        eq(m.get("bdat_chunks"), 1, "the message in one BDAT chunk")
+        lines = transaction_lines(env)
+        eq([e["line"].split(" ")[0] for e in lines], ["MAIL", "RCPT", "BDAT"], "commands")
+        eq(lines[2]["line"], "BDAT %d LAST" % m["size"], "BDAT with the exact size")
+        eq(m["mail_params"].get("SIZE"), str(m["size"]), "SIZE= the octets sent")
+        one_read(lines, "MAIL, RCPT, BDAT")
+        conn = env.smtp.connections()[0]
+        data_events = [e for e in env.smtp.transcript(conn, "*")
+                       if e["line"].startswith("bdat ")]
+        eq([e["turn"] for e in data_events], [lines[0]["turn"]],
+           "the data in the same round trip as MAIL")
+        # EHLO, STARTTLS, EHLO, AUTH, the token (two-step AUTH: it does not
+        # fit 512 octets), the transaction. QUIT is written after the reply,
+        # unless the connection was closed before the peer read it.
+        verbs = [l.split(" ")[0].upper() for l in env.smtp.client_lines(conn)]
+        eq(verbs[-1], "QUIT", "QUIT at the end")
+        eq(env.smtp.round_trips(conn), 7, "round trips, QUIT included")
+
+
+@test
+def chunking_several_recipients_keep_data():
+    with Env(smtp=CHUNKING) as env:
+        r = env.send(["-t", "-i"], MSG)
+        m, data = one_delivery(env, r, MSG, ["-t", "-i"], MSG_RCPTS)
+        eq(m.get("bdat_chunks"), None, "no BDAT for several recipients")
+        lines = transaction_lines(env)
+        eq([e["line"].split(" ")[0] for e in lines], ["MAIL", "RCPT", "RCPT", "RCPT", "DATA"])
+        one_read(lines, "MAIL, RCPT x3, DATA")
+
+
+@test
+def pipelining_without_chunking_sends_mail_rcpt_data_in_one_read():
+    with Env() as env:
+        r = env.send(ONE_ARGS, ONE)
+        m, _ = one_delivery(env, r, ONE, ONE_ARGS, ["bob@example.org"])
+        eq(m.get("bdat_chunks"), None, "no BDAT without CHUNKING")
+        lines = transaction_lines(env)
+        eq([e["line"].split(" ")[0] for e in lines], ["MAIL", "RCPT", "DATA"])
+        one_read(lines, "MAIL, RCPT, DATA")
+        conn = env.smtp.connections()[0]
+        eq(env.smtp.round_trips(conn), 8, "round trips: the message after the 354")
+
+
+@test
+def chunking_without_pipelining_is_not_used():
+    with Env(smtp={"capabilities": {"CHUNKING": True, "PIPELINING": False}}) as env:
+        r = env.send(ONE_ARGS, ONE)
+        m, _ = one_delivery(env, r, ONE, ONE_ARGS, ["bob@example.org"])
+        eq(m.get("bdat_chunks"), None, "BDAT only pipelined")
+        piped = [e["line"] for e in env.smtp.transcript(direction="C") if e.get("pipelined")]
+        eq(piped, [], "nothing pipelined")
+
+
+@test
+def chunking_refused_recipient_delivers_nothing():
+    fault = {"stage": "RCPT", "reply": "550 5.1.10 RESOLVER.ADR.RecipientNotFound; "
+             "Recipient not found by SMTP address lookup"}
+    with Env(smtp={"capabilities": {"CHUNKING": True}, "faults": [fault]}) as env:
+        r = env.send(ONE_ARGS, ONE)
+        failed(env, r, 67, r"^tokenmail: 127\.0\.0\.1 refused RCPT TO:<bob@example\.org>$",
+               server="550 5.1.10", connections=1, stdin=ONE)
+        lines = transaction_lines(env)
+        eq([e["line"].split(" ")[0] for e in lines], ["MAIL", "RCPT", "BDAT"])
+        one_read(lines, "MAIL, RCPT, BDAT")
+        replies = [e["line"] for e in env.smtp.transcript(direction="S")]
+        assert "554 5.5.1 No valid recipients" in replies, replies
+        match(r"\bresult=failed\b.*\bexit=67\b", env.log_text(), "log line")
+
+
+@test
+def chunking_refused_sender_delivers_nothing():
+    fault = {"stage": "MAIL", "reply": "550 5.7.60 SMTP; Client does not have permissions "
+             "to send as this sender"}
+    with Env(smtp={"capabilities": {"CHUNKING": True}, "faults": [fault]}) as env:
+        r = env.send(ONE_ARGS, ONE)
+        failed(env, r, 77, r"^tokenmail: 127\.0\.0\.1 refused MAIL FROM:<app@example\.com>$",
+               server="550 5.7.60", connections=1, stdin=ONE)
+        replies = [e["line"] for e in env.smtp.transcript(direction="S")]
+        eq(replies.count("503 5.5.1 Need MAIL command"), 2, "RCPT and BDAT refused: %r"
+           % replies)
+
+
+@test
+def chunking_message_refused_at_last_chunk():
+    fault = {"stage": "DOT", "reply": "451 4.7.500 Server busy. Please try again later"}
+    with Env(smtp={"capabilities": {"CHUNKING": True}, "faults": [fault]}) as env:
+        r = env.send(ONE_ARGS, ONE)
+        failed(env, r, 75, r"^tokenmail: 127\.0\.0\.1 refused the message$",
+               server="451 4.7.500", stdin=ONE)
+        for c in env.smtp.connections():
+            verbs = [l.split(" ")[0] for l in env.smtp.client_lines(c)]
+            assert "BDAT" in verbs and "DATA" not in verbs, verbs
+
+
+@test
+def quit_is_not_waited_for():
+    # The peer never answers QUIT (and would hold the connection for 60 s);
+    # tokenmail has its answer at the 250 and goes.
+    fault = {"stage": "QUIT", "action": "stall"}
+    with Env(smtp={"capabilities": {"CHUNKING": True}, "faults": [fault],
+                   "stall_seconds": 60}) as env:
+        r = env.send(ONE_ARGS, ONE)
+        one_delivery(env, r, ONE, ONE_ARGS, ["bob@example.org"])
+        events = [e["line"] for e in env.smtp.transcript(direction="*")]
+        assert "stall: fault at QUIT" in events, events
+        eq(env.smtp.client_lines()[-1], "QUIT", "QUIT written")
+
+
+if __name__ == "__main__":
+    run_all()
