@@ -30,6 +30,9 @@ struct tls_session {
 	/* Credentials with tls_ca_file, owned here; NULL when the shared
 	   system store is used. */
 	gnutls_certificate_credentials_t own_cred;
+	bool own_has_system;	/* the system store was added to own_cred */
+	const char *name;	/* the name the certificate must hold */
+	unsigned cert_status;	/* verification status, for the report */
 	int last_error;		/* GnuTLS code behind the last TLS_IO_ERROR */
 	char desc[96];		/* "TLS1.3 / AES-256-GCM" */
 };
@@ -103,9 +106,23 @@ load_ca_file(gnutls_certificate_credentials_t cred, const char *ca_file, struct 
 }
 
 /*
- * New credentials with the system store (and ca_file): a failure to load
- * the system store is only traced, as ca_file may be all that is needed,
- * and without either the handshake says "unknown authority" anyway.
+ * Add the system store to cred: a failure is only traced, as ca_file may be
+ * all that is needed, and without either the handshake says "unknown
+ * authority" anyway.
+ */
+static void
+add_system_trust(gnutls_certificate_credentials_t cred)
+{
+	int n = gnutls_certificate_set_x509_system_trust(cred);
+
+	if (n <= 0)
+		log_trace("tls: no system trust store: %s", n < 0 ? gnutls_strerror(n) : "empty");
+}
+
+/*
+ * New credentials: with ca_file only that file, as the system store is
+ * added when the peer's chain needs it (verify_with_ca_file); without,
+ * the system store.
  */
 static int
 new_credentials(const char *ca_file, gnutls_certificate_credentials_t *out,
@@ -118,9 +135,8 @@ new_credentials(const char *ca_file, gnutls_certificate_credentials_t *out,
 	if (n < 0)
 		return tm_err_set(err, TM_ERR_INTERNAL, EX_OSERR, "TLS credentials: %s",
 		    gnutls_strerror(n));
-	n = gnutls_certificate_set_x509_system_trust(cred);
-	if (n <= 0)
-		log_trace("tls: no system trust store: %s", n < 0 ? gnutls_strerror(n) : "empty");
+	if (ca_file == NULL)
+		add_system_trust(cred);
 	if (ca_file != NULL && load_ca_file(cred, ca_file, err) < 0) {
 		gnutls_certificate_free_credentials(cred);
 		return -1;
@@ -146,6 +162,33 @@ session_credentials(struct tls_session *s, const char *ca_file,
 	return 0;
 }
 
+/*
+ * The verification of a session with tls_ca_file, inside the handshake as
+ * gnutls_session_set_verify_cert does it. The system store is parsed
+ * (some 140 certificates, most of the CPU a send costs) only when
+ * tls_ca_file's anchors do not verify the chain: a private CA then costs
+ * nothing more, and public CAs stay trusted.
+ */
+static int
+verify_with_ca_file(gnutls_session_t session)
+{
+	struct tls_session *s = gnutls_session_get_ptr(session);
+	unsigned status = 0;
+
+	if (gnutls_certificate_verify_peers3(session, s->name, &status) < 0)
+		status |= GNUTLS_CERT_INVALID;
+	if ((status & GNUTLS_CERT_SIGNER_NOT_FOUND) && !s->own_has_system) {
+		log_trace("tls: tls_ca_file does not verify %s: adding the system store", s->name);
+		add_system_trust(s->own_cred);
+		s->own_has_system = true;
+		status = 0;
+		if (gnutls_certificate_verify_peers3(session, s->name, &status) < 0)
+			status |= GNUTLS_CERT_INVALID;
+	}
+	s->cert_status = status;
+	return status != 0 ? GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR : 0;
+}
+
 static int
 session_setup(struct tls_session *s, int fd, const char *name,
     gnutls_certificate_credentials_t cred, struct tm_err *err)
@@ -163,7 +206,13 @@ session_setup(struct tls_session *s, int fd, const char *name,
 	if (n < 0)
 		return tm_err_set(err, TM_ERR_INTERNAL, EX_SOFTWARE, "TLS setup: %s",
 		    gnutls_strerror(n));
-	gnutls_session_set_verify_cert(s->session, name, 0);
+	s->name = name;
+	if (s->own_cred != NULL) {
+		gnutls_session_set_ptr(s->session, s);
+		gnutls_session_set_verify_function(s->session, verify_with_ca_file);
+	} else {
+		gnutls_session_set_verify_cert(s->session, name, 0);
+	}
 	gnutls_transport_set_int(s->session, fd);
 	/* Our own deadline governs; GnuTLS's timer would only fight it. */
 	gnutls_handshake_set_timeout(s->session, 0);
@@ -228,9 +277,8 @@ cert_why(gnutls_session_t session, unsigned status, const char *name, char *out,
 }
 
 static int
-cert_failed(gnutls_session_t session, const char *name, struct tm_err *err)
+cert_failed(gnutls_session_t session, const char *name, unsigned status, struct tm_err *err)
 {
-	unsigned status = gnutls_session_get_verify_cert_status(session);
 	gnutls_datum_t text = { NULL, 0 };
 	char why[400];
 
@@ -256,12 +304,14 @@ is_version_error(gnutls_session_t session, int rc)
 }
 
 static int
-handshake_failed(gnutls_session_t session, const char *host, int rc, struct tm_err *err)
+handshake_failed(const struct tls_session *s, const char *host, int rc, struct tm_err *err)
 {
+	gnutls_session_t session = s->session;
 	const char *alert = NULL;
 
 	if (rc == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR || rc == GNUTLS_E_CERTIFICATE_ERROR)
-		return cert_failed(session, host, err);
+		return cert_failed(session, host, s->own_cred != NULL ? s->cert_status :
+		    gnutls_session_get_verify_cert_status(session), err);
 	if (is_version_error(session, rc))
 		return tm_err_set(err, TM_ERR_CONN, EX_UNAVAILABLE,
 		    "%s offers no TLS 1.2 or newer", host);
@@ -290,7 +340,7 @@ handshake(struct tls_session *s, int fd, const char *host, int timeout_seconds,
 		if (rc == GNUTLS_E_SUCCESS)
 			return 0;
 		if (rc != GNUTLS_E_AGAIN && rc != GNUTLS_E_INTERRUPTED && gnutls_error_is_fatal(rc))
-			return handshake_failed(s->session, host, rc, err);
+			return handshake_failed(s, host, rc, err);
 		/* A warning alert or EINTR: call again at once, within the deadline. */
 		if (rc != GNUTLS_E_AGAIN)
 			w = net_deadline(0) < deadline;

@@ -12,15 +12,21 @@ SMTP peer (tests/peers/smtp_peer.py), which numbers its recv() calls
 - A refused MAIL or recipient still costs one round trip: the BDAT chunk is
   refused with them and nothing is delivered.
 - QUIT is written and the connection closed without waiting for the reply.
+- With tls_ca_file set, the system trust store (some 140 certificates, most
+  of a send's CPU) is parsed only when tls_ca_file does not verify the
+  server: public CAs stay trusted, a private CA costs nothing more.
 
 Every test checks the exit code, stderr, the bytes the peer took (the
 same as --dry-run shows), the dead letter and the log. Timings are not
 asserted: a client that waited for the QUIT reply would hang on the
 stalled peer until the test's process timeout.
 """
+import os
 import re
+import subprocess
 
-from tmtest import eq, match, run_all, test
+from tmtest import TIMEOUT, TOKENMAIL, Result, eq, match, run_all, test
+from test_realcallers import unshare_argv
 from test_smtp import (Env, MSG, MSG_RCPTS, USER, auth_ok, failed, one_delivery,
                        split_message, body_of)
 
@@ -158,6 +164,45 @@ def quit_is_not_waited_for():
         events = [e["line"] for e in env.smtp.transcript(direction="*")]
         assert "stall: fault at QUIT" in events, events
         eq(env.smtp.client_lines()[-1], "QUIT", "QUIT written")
+
+
+SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
+SYSTEM_TRACE = "tls_ca_file does not verify 127.0.0.1: adding the system store"
+
+
+@test
+def system_store_not_parsed_when_tls_ca_file_verifies():
+    with Env() as env:
+        r = env.send(["-v"] + ONE_ARGS, ONE)
+        eq(r.rc, 0, "exit code: %r" % r)
+        assert SYSTEM_TRACE not in r.err, r.err
+        eq(len(env.smtp.messages()), 1, "delivered")
+
+
+@test
+def system_store_still_trusted_beside_tls_ca_file():
+    # The server's CA is not in tls_ca_file but in the system store: a
+    # system bundle with it added is bound over Debian's in a private
+    # mount namespace.
+    with Env(smtp={"cert_name": "untrusted"}) as env:
+        pki = os.path.dirname(env.token_peer.ca)
+        with open(SYSTEM_BUNDLE) as f:
+            bundle = f.read()
+        with open(os.path.join(pki, "untrusted-ca.pem")) as f:
+            bundle += "\n" + f.read()
+        bound = env.ws.write("ca-certificates.crt", bundle, 0o644)
+        sendmail = os.path.join(env.dir, "sendmail")
+        os.symlink(TOKENMAIL, sendmail)
+        argv = unshare_argv([(bound, SYSTEM_BUNDLE)],
+                            [sendmail, "-C", env.ws.config, "-v"] + ONE_ARGS)
+        p = subprocess.run(argv, input=ONE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env={"PATH": "/usr/bin:/bin", "LANG": "C", "HOME": env.dir},
+                           timeout=TIMEOUT)
+        r = Result(p.returncode, p.stdout, p.stderr)
+        eq(r.rc, 0, "exit code: %r" % r)
+        assert SYSTEM_TRACE in r.err, r.err
+        eq(len(env.smtp.messages()), 1, "delivered")
+        eq(env.dead(), [], "dead letter")
 
 
 if __name__ == "__main__":
