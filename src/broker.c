@@ -147,7 +147,6 @@ serve(int fd, const struct server *s)
 static void
 broker_main(int fd, pid_t parent, const struct server *s)
 {
-	struct tm_err err;
 	int null = open("/dev/null", O_RDWR | O_CLOEXEC);
 
 	/* Outlive the main process by nothing: its end closing ends us too. */
@@ -158,9 +157,7 @@ broker_main(int fd, pid_t parent, const struct server *s)
 		(void)dup2(null, STDIN_FILENO);
 		(void)dup2(null, STDOUT_FILENO);
 	}
-	tm_err_clear(&err);
-	if (http_init(&err) == 0)
-		serve(fd, s);
+	serve(fd, s);
 	http_cleanup();
 	_exit(0);
 }

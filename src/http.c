@@ -1,5 +1,6 @@
 /*
- * http.c: one HTTPS request per call through a libcurl easy handle.
+ * http.c: one HTTPS request per call through a libcurl easy handle;
+ * libcurl is loaded on the first (libcurl.h).
  *
  * What is enforced whatever the caller asks: TLS 1.2 or later with the
  * peer's certificate and name verified, no redirects, plain http:// only
@@ -23,9 +24,9 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-#include <curl/curl.h>
 
 #include "http.h"
+#include "libcurl.h"
 #include "log.h"
 
 /* libcurl's default connect timeout is 300 s; a token endpoint that has
@@ -66,24 +67,27 @@ struct transfer {
 	char errbuf[CURL_ERROR_SIZE];
 };
 
-int
-http_init(struct tm_err *err)
+/* libcurl loaded and set up, on the first request (libcurl.h says why). */
+static int
+http_start(struct tm_err *err)
 {
 	CURLcode rc;
 
 	if (http_ready)
 		return 0;
-	rc = curl_global_init(CURL_GLOBAL_DEFAULT);
+	if (libcurl_load(err) < 0)
+		return -1;
+	rc = libcurl.global_init(CURL_GLOBAL_DEFAULT);
 	if (rc != CURLE_OK)
 		return tm_err_set(err, TM_ERR_INTERNAL, EX_SOFTWARE, "cannot initialise libcurl: %s",
-		    curl_easy_strerror(rc));
-	http_share = curl_share_init();
+		    libcurl.easy_strerror(rc));
+	http_share = libcurl.share_init();
 	if (http_share != NULL &&
-	    (curl_share_setopt(http_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK ||
-	    curl_share_setopt(http_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK ||
-	    curl_share_setopt(http_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK)) {
+	    (libcurl.share_setopt(http_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_CONNECT) != CURLSHE_OK ||
+	    libcurl.share_setopt(http_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK ||
+	    libcurl.share_setopt(http_share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK)) {
 		/* Only a cost: every request then makes its own connection. */
-		curl_share_cleanup(http_share);
+		libcurl.share_cleanup(http_share);
 		http_share = NULL;
 	}
 	http_ready = true;
@@ -94,10 +98,10 @@ void
 http_cleanup(void)
 {
 	if (http_share != NULL)
-		curl_share_cleanup(http_share);
+		libcurl.share_cleanup(http_share);
 	http_share = NULL;
 	if (http_ready)
-		curl_global_cleanup();
+		libcurl.global_cleanup();
 	http_ready = false;
 }
 
@@ -145,28 +149,28 @@ is_loopback(const char *host)
 static char *
 shown_url(CURLU *url)
 {
-	CURLU *copy = curl_url_dup(url);
+	CURLU *copy = libcurl.url_dup(url);
 	char *s = NULL;
 
 	if (copy == NULL)
 		return NULL;
-	if (curl_url_set(copy, CURLUPART_QUERY, NULL, 0) != CURLUE_OK ||
-	    curl_url_set(copy, CURLUPART_FRAGMENT, NULL, 0) != CURLUE_OK ||
-	    curl_url_set(copy, CURLUPART_USER, NULL, 0) != CURLUE_OK ||
-	    curl_url_set(copy, CURLUPART_PASSWORD, NULL, 0) != CURLUE_OK ||
-	    curl_url_get(copy, CURLUPART_URL, &s, 0) != CURLUE_OK)
+	if (libcurl.url_set(copy, CURLUPART_QUERY, NULL, 0) != CURLUE_OK ||
+	    libcurl.url_set(copy, CURLUPART_FRAGMENT, NULL, 0) != CURLUE_OK ||
+	    libcurl.url_set(copy, CURLUPART_USER, NULL, 0) != CURLUE_OK ||
+	    libcurl.url_set(copy, CURLUPART_PASSWORD, NULL, 0) != CURLUE_OK ||
+	    libcurl.url_get(copy, CURLUPART_URL, &s, 0) != CURLUE_OK)
 		s = NULL;
-	curl_url_cleanup(copy);
+	libcurl.url_cleanup(copy);
 	return s;
 }
 
 static void
 target_free(struct target *t)
 {
-	curl_free(t->scheme);
-	curl_free(t->host);
-	curl_free(t->shown);
-	curl_url_cleanup(t->url);
+	libcurl.free(t->scheme);
+	libcurl.free(t->host);
+	libcurl.free(t->shown);
+	libcurl.url_cleanup(t->url);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -175,11 +179,11 @@ target_free(struct target *t)
 static int
 target_parse(const char *url, struct target *t, struct tm_err *err)
 {
-	if ((t->url = curl_url()) == NULL)
+	if ((t->url = libcurl.url()) == NULL)
 		return tm_err_set(err, TM_ERR_INTERNAL, EX_OSERR, "out of memory");
-	if (curl_url_set(t->url, CURLUPART_URL, url, 0) != CURLUE_OK ||
-	    curl_url_get(t->url, CURLUPART_SCHEME, &t->scheme, 0) != CURLUE_OK ||
-	    curl_url_get(t->url, CURLUPART_HOST, &t->host, 0) != CURLUE_OK)
+	if (libcurl.url_set(t->url, CURLUPART_URL, url, 0) != CURLUE_OK ||
+	    libcurl.url_get(t->url, CURLUPART_SCHEME, &t->scheme, 0) != CURLUE_OK ||
+	    libcurl.url_get(t->url, CURLUPART_HOST, &t->host, 0) != CURLUE_OK)
 		return tm_err_set(err, TM_ERR_CONFIG, EX_CONFIG,
 		    "invalid URL: not an absolute https:// URL with a host name");
 	if ((t->shown = shown_url(t->url)) == NULL)
@@ -236,7 +240,7 @@ check_request(const struct http_request *req, struct tm_err *err)
 static int
 add_header(struct transfer *tr, const char *line)
 {
-	struct curl_slist *l = curl_slist_append(tr->headers, line);
+	struct curl_slist *l = libcurl.slist_append(tr->headers, line);
 
 	if (l == NULL)
 		return -1;
@@ -251,7 +255,7 @@ headers_free(struct curl_slist *headers)
 
 	for (l = headers; l != NULL; l = l->next)
 		secret_wipe(l->data, strlen(l->data));
-	curl_slist_free_all(headers);
+	libcurl.slist_free_all(headers);
 }
 
 /* prefix + value in an exactly sized buffer (no reallocation leaves a
@@ -386,10 +390,10 @@ static CURLcode
 set_protocols(CURL *h, const char *scheme)
 {
 #if LIBCURL_VERSION_NUM >= 0x075500
-	return curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, scheme);
+	return libcurl.easy_setopt(h, CURLOPT_PROTOCOLS_STR, scheme);
 #else
 	/* CURLOPT_PROTOCOLS_STR arrived in 7.85.0; the bitmask is deprecated since. */
-	return curl_easy_setopt(h, CURLOPT_PROTOCOLS,
+	return libcurl.easy_setopt(h, CURLOPT_PROTOCOLS,
 	    strcmp(scheme, "http") == 0 ? (long)CURLPROTO_HTTP : (long)CURLPROTO_HTTPS);
 #endif
 }
@@ -399,20 +403,20 @@ set_transport(CURL *h, const struct http_request *req, const struct target *t)
 {
 	long connect = req->timeout_seconds < HTTP_CONNECT_TIMEOUT_MAX ?
 	    req->timeout_seconds : HTTP_CONNECT_TIMEOUT_MAX;
-	CURLcode rc = curl_easy_setopt(h, CURLOPT_CURLU, t->url);
+	CURLcode rc = libcurl.easy_setopt(h, CURLOPT_CURLU, t->url);
 
 	if (rc == CURLE_OK)
 		rc = set_protocols(h, t->scheme);
 	if (rc == CURLE_OK)
-		rc = curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+		rc = libcurl.easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
 	if (rc == CURLE_OK)
-		rc = curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+		rc = libcurl.easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	if (rc == CURLE_OK)
-		rc = curl_easy_setopt(h, CURLOPT_TIMEOUT, req->timeout_seconds);
+		rc = libcurl.easy_setopt(h, CURLOPT_TIMEOUT, req->timeout_seconds);
 	if (rc == CURLE_OK)
-		rc = curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, connect);
+		rc = libcurl.easy_setopt(h, CURLOPT_CONNECTTIMEOUT, connect);
 	if (rc == CURLE_OK)
-		rc = curl_easy_setopt(h, CURLOPT_USERAGENT, "tokenmail");
+		rc = libcurl.easy_setopt(h, CURLOPT_USERAGENT, "tokenmail");
 	return rc;
 }
 
@@ -429,23 +433,23 @@ is_dir(const char *path)
 static CURLcode
 set_tls(CURL *h, const struct http_request *req)
 {
-	CURLcode rc = curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
+	CURLcode rc = libcurl.easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
 
 	if (rc == CURLE_OK)
-		rc = curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
+		rc = libcurl.easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
 	if (rc == CURLE_OK)
-		rc = curl_easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+		rc = libcurl.easy_setopt(h, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
 	if (rc != CURLE_OK || req->ca_file == NULL)
 		return rc;
-	rc = curl_easy_setopt(h, CURLOPT_CAINFO, req->ca_file);
+	rc = libcurl.easy_setopt(h, CURLOPT_CAINFO, req->ca_file);
 	if (rc == CURLE_OK)
-		rc = curl_easy_setopt(h, CURLOPT_PROXY_CAINFO, req->ca_file);
+		rc = libcurl.easy_setopt(h, CURLOPT_PROXY_CAINFO, req->ca_file);
 	/* A CAPATH that does not exist fails every handshake: only when present. */
 	if (rc != CURLE_OK || !is_dir(TM_SYSTEM_CA_DIR))
 		return rc;
-	rc = curl_easy_setopt(h, CURLOPT_CAPATH, TM_SYSTEM_CA_DIR);
+	rc = libcurl.easy_setopt(h, CURLOPT_CAPATH, TM_SYSTEM_CA_DIR);
 	if (rc == CURLE_OK)
-		rc = curl_easy_setopt(h, CURLOPT_PROXY_CAPATH, TM_SYSTEM_CA_DIR);
+		rc = libcurl.easy_setopt(h, CURLOPT_PROXY_CAPATH, TM_SYSTEM_CA_DIR);
 	return rc;
 }
 
@@ -461,12 +465,12 @@ set_proxy(CURL *h, const struct http_request *req, const struct target *t)
 	CURLcode rc;
 
 	if (t->loopback)
-		return curl_easy_setopt(h, CURLOPT_PROXY, "");
+		return libcurl.easy_setopt(h, CURLOPT_PROXY, "");
 	if (req->proxy == NULL)
-		return req->env_proxy ? CURLE_OK : curl_easy_setopt(h, CURLOPT_PROXY, "");
-	rc = curl_easy_setopt(h, CURLOPT_PROXY, req->proxy);
+		return req->env_proxy ? CURLE_OK : libcurl.easy_setopt(h, CURLOPT_PROXY, "");
+	rc = libcurl.easy_setopt(h, CURLOPT_PROXY, req->proxy);
 	if (rc == CURLE_OK && !req->env_proxy)
-		rc = curl_easy_setopt(h, CURLOPT_NOPROXY, "");
+		rc = libcurl.easy_setopt(h, CURLOPT_NOPROXY, "");
 	return rc;
 }
 
@@ -474,21 +478,21 @@ set_proxy(CURL *h, const struct http_request *req, const struct target *t)
 static CURLcode
 set_source(CURL *h, struct transfer *tr)
 {
-	CURLcode rc = curl_easy_setopt(h, CURLOPT_POST, 1L);
+	CURLcode rc = libcurl.easy_setopt(h, CURLOPT_POST, 1L);
 
 	if (rc == CURLE_OK)
-		rc = curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
+		rc = libcurl.easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE,
 		    (curl_off_t)tr->req->source->size);
 	if (rc == CURLE_OK)
-		rc = curl_easy_setopt(h, CURLOPT_READFUNCTION, on_read);
+		rc = libcurl.easy_setopt(h, CURLOPT_READFUNCTION, on_read);
 	if (rc == CURLE_OK)
-		rc = curl_easy_setopt(h, CURLOPT_READDATA, tr);
+		rc = libcurl.easy_setopt(h, CURLOPT_READDATA, tr);
 	if (rc == CURLE_OK)
-		rc = curl_easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
+		rc = libcurl.easy_setopt(h, CURLOPT_SEEKFUNCTION, on_seek);
 	if (rc == CURLE_OK)
-		rc = curl_easy_setopt(h, CURLOPT_SEEKDATA, tr);
+		rc = libcurl.easy_setopt(h, CURLOPT_SEEKDATA, tr);
 	if (rc == CURLE_OK && strcmp(tr->req->method, "POST") != 0)
-		rc = curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, tr->req->method);
+		rc = libcurl.easy_setopt(h, CURLOPT_CUSTOMREQUEST, tr->req->method);
 	return rc;
 }
 
@@ -500,37 +504,37 @@ set_method(CURL *h, struct transfer *tr)
 	CURLcode rc;
 
 	if (strcmp(req->method, "GET") == 0)
-		return curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+		return libcurl.easy_setopt(h, CURLOPT_HTTPGET, 1L);
 	if (req->source != NULL)
 		return set_source(h, tr);
-	rc = curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+	rc = libcurl.easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
 	if (rc == CURLE_OK)
-		rc = curl_easy_setopt(h, CURLOPT_POSTFIELDS, req->body ? req->body : "");
+		rc = libcurl.easy_setopt(h, CURLOPT_POSTFIELDS, req->body ? req->body : "");
 	if (rc == CURLE_OK && strcmp(req->method, "POST") != 0)
-		rc = curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
+		rc = libcurl.easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
 	return rc;
 }
 
 static CURLcode
 set_io(CURL *h, struct transfer *tr)
 {
-	CURLcode rc = curl_easy_setopt(h, CURLOPT_HTTPHEADER, tr->headers);
+	CURLcode rc = libcurl.easy_setopt(h, CURLOPT_HTTPHEADER, tr->headers);
 
 	if (rc == CURLE_OK)
-		rc = curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+		rc = libcurl.easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
 	if (rc == CURLE_OK)
-		rc = curl_easy_setopt(h, CURLOPT_WRITEDATA, tr);
+		rc = libcurl.easy_setopt(h, CURLOPT_WRITEDATA, tr);
 	if (rc == CURLE_OK)
-		rc = curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+		rc = libcurl.easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
 	if (rc == CURLE_OK)
-		rc = curl_easy_setopt(h, CURLOPT_HEADERDATA, tr);
+		rc = libcurl.easy_setopt(h, CURLOPT_HEADERDATA, tr);
 	if (rc == CURLE_OK)	/* a proxy's CONNECT answer is not the response */
-		rc = curl_easy_setopt(h, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
+		rc = libcurl.easy_setopt(h, CURLOPT_SUPPRESS_CONNECT_HEADERS, 1L);
 	if (rc == CURLE_OK)	/* refuse early when Content-Length is over the cap */
-		rc = curl_easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE,
+		rc = libcurl.easy_setopt(h, CURLOPT_MAXFILESIZE_LARGE,
 		    (curl_off_t)tr->req->max_response);
 	if (rc == CURLE_OK)
-		rc = curl_easy_setopt(h, CURLOPT_ERRORBUFFER, tr->errbuf);
+		rc = libcurl.easy_setopt(h, CURLOPT_ERRORBUFFER, tr->errbuf);
 	return rc;
 }
 
@@ -546,13 +550,13 @@ setup(CURL *h, struct transfer *tr, const struct target *t, struct tm_err *err)
 	if (rc == CURLE_OK)
 		rc = set_method(h, tr);
 	if (rc == CURLE_OK && http_share != NULL)
-		rc = curl_easy_setopt(h, CURLOPT_SHARE, http_share);
+		rc = libcurl.easy_setopt(h, CURLOPT_SHARE, http_share);
 	if (rc == CURLE_OK)
 		rc = set_io(h, tr);
 	if (rc == CURLE_OK)
 		return 0;
 	return tm_err_set(err, TM_ERR_INTERNAL, EX_SOFTWARE,
-	    "cannot set up the request to %s: %s", t->host, curl_easy_strerror(rc));
+	    "cannot set up the request to %s: %s", t->host, libcurl.easy_strerror(rc));
 }
 
 /* ---- outcome ---- */
@@ -580,7 +584,7 @@ static int
 transfer_error(const struct transfer *tr, const struct target *t, CURLcode rc,
     struct tm_err *err)
 {
-	const char *why = curl_easy_strerror(rc);
+	const char *why = libcurl.easy_strerror(rc);
 
 	if (tr->source_failed)
 		tm_err_set(err, TM_ERR_IO, EX_IOERR, "cannot read the message for %s", t->host);
@@ -649,18 +653,18 @@ http_perform(const struct http_request *req, struct http_response *resp, struct 
 	tr.req = req;
 	tr.resp = resp;
 	strbuf_init(&tr.body, req->max_response);
-	if (check_request(req, err) < 0 || target_parse(req->url, &t, err) < 0 ||
+	if (http_start(err) < 0 || check_request(req, err) < 0 || target_parse(req->url, &t, err) < 0 ||
 	    build_headers(&tr, req, err) < 0)
 		goto out;
-	if ((h = curl_easy_init()) == NULL) {
+	if ((h = libcurl.easy_init()) == NULL) {
 		tm_err_set(err, TM_ERR_INTERNAL, EX_OSERR, "cannot create a libcurl handle");
 		goto out;
 	}
 	if (setup(h, &tr, &t, err) < 0)
 		goto out;
 	trace_request(req, &t);
-	rc = curl_easy_perform(h);
-	(void)curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
+	rc = libcurl.easy_perform(h);
+	(void)libcurl.easy_getinfo(h, CURLINFO_RESPONSE_CODE, &resp->status);
 	if (rc != CURLE_OK) {
 		transfer_error(&tr, &t, rc, err);
 		goto out;
@@ -671,7 +675,7 @@ http_perform(const struct http_request *req, struct http_response *resp, struct 
 	ret = 0;
 out:
 	if (h != NULL)
-		curl_easy_cleanup(h);
+		libcurl.easy_cleanup(h);
 	headers_free(tr.headers);
 	truncate_wiped(&tr.body, 0);
 	strbuf_free(&tr.body);

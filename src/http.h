@@ -63,9 +63,8 @@ struct http_response {
 					   ""; truncated, non-printable octets as '?' */
 };
 
-/* Once per process, before the first request (libcurl global init; a
-   second call does nothing). EX_SOFTWARE if libcurl cannot start. */
-int http_init(struct tm_err *err);
+/* At exit: what the first request set up (libcurl is loaded and started
+   then; see libcurl.h), if it did. */
 void http_cleanup(void);
 
 /*

@@ -48,7 +48,7 @@ token_setup(struct run *r, struct token_context *c, struct tm_err *err)
 	}
 	(void)str_format(r->context, sizeof(r->context), "account %s, config %s",
 	    a->name, r->config_path);
-	if (account_check_caller(a, &r->caller, err) < 0 || http_init(err) < 0)
+	if (account_check_caller(a, &r->caller, err) < 0)
 		return -1;
 	/* token and authorize are root's in setgid mode: no broker here. */
 	*c = (struct token_context){
@@ -138,8 +138,6 @@ run_check(struct run *r, struct tm_err *err)
 	}
 	(void)str_format(r->context, sizeof(r->context), "account %s, config %s",
 	    cp.account->name, r->config_path);
-	if (http_init(err) < 0)
-		return -1;
 	cp.cfg = &r->cfg;
 	cp.cparams = &r->params;
 	cp.setgid = r->setgid;

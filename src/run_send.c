@@ -140,8 +140,6 @@ send_now(struct run *r, struct tm_err *err)
 	};
 	int rc;
 
-	if (http_init(err) < 0)
-		return -1;
 	rc = deliver_message(&dp, err);
 	(void)str_copy(r->final_reply, sizeof(r->final_reply), dp.final_reply);
 	(void)str_copy(r->request_id, sizeof(r->request_id), dp.request_id);

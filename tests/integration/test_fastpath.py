@@ -12,6 +12,8 @@ SMTP peer (tests/peers/smtp_peer.py), which numbers its recv() calls
 - A refused MAIL or recipient still costs one round trip: the BDAT chunk is
   refused with them and nothing is delivered.
 - QUIT is written and the connection closed without waiting for the reply.
+- libcurl is loaded on the first HTTP request only: an SMTP send with a
+  cached token never maps it.
 - With tls_ca_file set, the system trust store (some 140 certificates, most
   of a send's CPU) is parsed only when tls_ca_file does not verify the
   server: public CAs stay trusted, a private CA costs nothing more.
@@ -24,6 +26,7 @@ stalled peer until the test's process timeout.
 import os
 import re
 import subprocess
+import time
 
 from tmtest import TIMEOUT, TOKENMAIL, Result, eq, match, run_all, test
 from test_realcallers import unshare_argv
@@ -164,6 +167,51 @@ def quit_is_not_waited_for():
         events = [e["line"] for e in env.smtp.transcript(direction="*")]
         assert "stall: fault at QUIT" in events, events
         eq(env.smtp.client_lines()[-1], "QUIT", "QUIT written")
+
+
+def mapped_files(pid):
+    with open("/proc/%d/maps" % pid) as f:
+        return {line.split()[-1] for line in f if "/" in line}
+
+
+@test
+def cached_smtp_send_does_not_load_libcurl():
+    # The first send fetches the token (libcurl); the second finds it in the
+    # cache and stalls at the final reply, where its mappings are read.
+    fault = {"stage": "DOT", "action": "stall", "skip": 1}
+    with Env(smtp={"faults": [fault], "stall_seconds": 30}, timeout=2) as env:
+        r = env.send(ONE_ARGS, ONE)
+        eq(r.rc, 0, "first send: %r" % r)
+        sendmail = os.path.join(env.dir, "sendmail")
+        os.symlink(TOKENMAIL, sendmail)
+        p = subprocess.Popen([sendmail, "-C", env.ws.config] + ONE_ARGS, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             env={"PATH": "/usr/bin:/bin", "LANG": "C", "HOME": env.dir})
+        try:
+            p.stdin.write(ONE)
+            p.stdin.close()
+            for _ in range(200):
+                if "stall: fault at DOT" in [e["line"] for e in env.smtp.transcript(direction="*")]:
+                    break
+                time.sleep(0.05)
+            else:
+                raise AssertionError("the send never reached the final reply")
+            libs = {os.path.basename(f) for f in mapped_files(p.pid)}
+            out, err = p.stdout.read(), p.stderr.read()
+            p.wait(timeout=TIMEOUT)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        assert any(l.startswith("libgnutls") for l in libs), sorted(libs)
+        eq(sorted(l for l in libs if "curl" in l), [], "libcurl mapped")
+        r = Result(p.returncode, out, err)
+        eq(r.rc, 75, "exit code after the stalls: %r" % r)
+        match(r"^tokenmail: no answer from 127\.0\.0\.1 within 2 s$", r.err.splitlines()[0],
+              "stderr")
+        eq(len(env.smtp.messages()), 1, "only the first message delivered")
+        eq([m[1] for m in env.dead()], [ONE], "the second in the dead letter")
+        eq(len(env.token_requests()), 1, "token requests")
 
 
 SYSTEM_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
