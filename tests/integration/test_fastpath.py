@@ -12,6 +12,8 @@ SMTP peer (tests/peers/smtp_peer.py), which numbers its recv() calls
 - A refused MAIL or recipient still costs one round trip: the BDAT chunk is
   refused with them and nothing is delivered.
 - QUIT is written and the connection closed without waiting for the reply.
+- Graph with a cached token: one request (sendMail) on one connection, the
+  body sent at once (no "Expect: 100-continue").
 - libcurl is loaded on the first HTTP request only: an SMTP send with a
   cached token never maps it.
 - With tls_ca_file set, the system trust store (some 140 certificates, most
@@ -30,6 +32,7 @@ import time
 
 from tmtest import TIMEOUT, TOKENMAIL, Result, eq, match, run_all, test
 from test_realcallers import unshare_argv
+import test_graph
 from test_smtp import (Env, MSG, MSG_RCPTS, USER, auth_ok, failed, one_delivery,
                        split_message, body_of)
 
@@ -167,6 +170,29 @@ def quit_is_not_waited_for():
         events = [e["line"] for e in env.smtp.transcript(direction="*")]
         assert "stall: fault at QUIT" in events, events
         eq(env.smtp.client_lines()[-1], "QUIT", "QUIT written")
+
+
+@test
+def graph_cached_token_is_one_request_without_expect():
+    # 1.2 MB: its base64 body is over the 1 MB from which libcurl would wait
+    # for a 100-continue (a turn) unless told not to; still one sendMail.
+    big = ONE + b"x" * 75 + b"\n"
+    big = big + (b"y" * 75 + b"\n") * (1200000 // 76)
+    with test_graph.Env() as env:
+        r = env.send(ONE_ARGS, ONE)
+        eq(r.rc, 0, "first send (fetches the token): %r" % r)
+        first = len(env.requests())
+        r = env.send(ONE_ARGS, big)
+        eq(r.rc, 0, "exit code: %r" % r)
+        eq(r.err, "", "stderr")
+        reqs = env.requests()[first:]
+        eq([e["op"] for e in reqs], ["sendMail"], "one request")
+        eq(reqs[0]["status"], 202, "answer")
+        eq(reqs[0]["expect"], None, "Expect header")
+        assert reqs[0]["body_len"] > 1024 * 1024, reqs[0]
+        eq(len(env.token_requests()), 1, "token requests: the cached token reused")
+        eq(len(env.sent()), 2, "messages sent")
+        eq(env.dead(), [], "dead letter")
 
 
 def mapped_files(pid):

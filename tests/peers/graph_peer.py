@@ -198,7 +198,8 @@ DIR files (JSON lines, appended and flushed before the answer is written):
                   the token log's in order; 0 = unknown), grant,
                   client_request_id, return_client_request_id, content_type,
                   content_length, chunked, body_len (octets received),
-                  content_range, status (null: no answer), code, message,
+                  content_range, expect (the Expect header or null),
+                  version ("HTTP/1.1"), status (null: no answer), code, message,
                   fault (index or null), action (the fault's), retry_after,
                   and where they apply: draft, session, base64_newlines (the
                   MIME base64 had CR/LF), kept (upload octets stored), error
@@ -925,7 +926,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "chunked": "chunked" in (self.headers.get("Transfer-Encoding") or "").lower(),
             "body_len": 0, "content_range": self.headers.get("Content-Range"),
             "status": None, "code": None, "message": None, "fault": None, "action": None,
-            "retry_after": None}
+            "retry_after": None, "expect": self.headers.get("Expect"),
+            "version": self.request_version}
         self.token = self.identify_token(auth)
         try:
             try:
