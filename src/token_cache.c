@@ -13,6 +13,7 @@
  * (SPEC 9) the directory is root's, group the setgid group, mode
  * 2770: every caller's broker shares it, so files are 0660.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -209,6 +210,38 @@ lock_wait(int fd, long seconds)
 	}
 }
 
+/*
+ * Under the lock no other writer is at work, so a temp file of this entry is
+ * what a writer killed between creating it and the rename left: it may hold
+ * a token, and nothing else would ever remove it.
+ */
+static void
+remove_stale_temps(const struct token_cache *tc)
+{
+	char prefix[TM_NAME_MAX + 8];
+	size_t plen, len;
+	struct dirent *e;
+	int fd = fcntl(tc->dir_fd, F_DUPFD_CLOEXEC, 0);
+	DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+
+	if (d == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return;
+	}
+	rewinddir(d);
+	(void)str_format(prefix, sizeof(prefix), ".%s.", tc->name);
+	plen = strlen(prefix);
+	while ((e = readdir(d)) != NULL) {
+		len = strlen(e->d_name);
+		if (len > plen + 4 && strncmp(e->d_name, prefix, plen) == 0 &&
+		    strcmp(e->d_name + len - 4, ".tmp") == 0 &&
+		    unlinkat(tc->dir_fd, e->d_name, 0) == 0)
+			log_trace("token cache: removed %s, left by a writer that died", e->d_name);
+	}
+	closedir(d);
+}
+
 static int
 take_lock(const struct token_context *c, struct token_cache *tc, struct tm_err *err)
 {
@@ -224,8 +257,10 @@ take_lock(const struct token_context *c, struct token_cache *tc, struct tm_err *
 	/* Other callers' brokers open it too, whatever our umask took away. */
 	if (c->setgid)
 		(void)fchmod(tc->lock_fd, mode);
-	if (lock_wait(tc->lock_fd, wait) == 0)
+	if (lock_wait(tc->lock_fd, wait) == 0) {
+		remove_stale_temps(tc);
 		return 0;
+	}
 	if (errno == EWOULDBLOCK)
 		return tm_err_set(err, TM_ERR_IO, EX_TEMPFAIL, "token cache %s/%s is still locked "
 		    "by another process after %ld s", c->cfg->cache_dir, name, wait);

@@ -306,18 +306,17 @@ def cache_files(rig):
     return sorted(os.listdir(rig.cache_dir)) if os.path.isdir(rig.cache_dir) else []
 
 
-def check_cache(rig, tokens, allow_temps=False):
+def check_cache(rig, tokens):
     """The cache directory holds app.json (0600, a valid entry for one of tokens) and
-    the lock file; with allow_temps, stale temp files of killed writers too.
-    Returns the number of temp files."""
+    the lock file, and no temp file: a killed writer's is removed by the next
+    process that takes the lock. Returns the number of temp files (0)."""
     st = os.stat(rig.cache_dir)
     eq(stat.S_IMODE(st.st_mode), 0o700, "cache directory mode")
     names = cache_files(rig)
     temps = [n for n in names if TEMP_RE.match(n)]
     rest = [n for n in names if n not in temps]
     eq(rest, ["app.json", "app.lock"], "cache directory entries")
-    if not allow_temps:
-        eq(temps, [], "temp files left in the cache directory")
+    eq(temps, [], "temp files left in the cache directory")
     for n in names:
         mode = stat.S_IMODE(os.stat(os.path.join(rig.cache_dir, n)).st_mode)
         assert mode & 0o077 == 0, "%s has mode %o" % (n, mode)
@@ -581,7 +580,8 @@ def sigkill_while_holding_the_lock_or_writing_the_cache_leaves_it_usable():
                 # peer logs after its delay): count those the send started.
                 extra = len([e for e in rig.token_requests() if e["time"] >= sent_at])
                 assert extra <= 1, "round %d: %d token requests" % (rnd, extra)
-                check_cache(rig, rig.issued(), allow_temps=True)
+                # The send took the lock: a killed writer's temp file is gone.
+                check_cache(rig, rig.issued())
                 rnd += 1
         finally:
             watch.close()
