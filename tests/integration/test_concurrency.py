@@ -40,12 +40,12 @@ import signal
 import stat
 import struct
 import subprocess
-import threading
 import time
 
-from tmtest import (TOKENMAIL, Result, Workspace, close_env, dead_letter_messages, eq,
-                    file_text, run_all, start_graph_peer, start_smtp_peer,
-                    start_token_peer, test, yaml_value)
+from tmtest import (TOKENMAIL, Result, RunnableSampler, Workspace, close_env,
+                    dead_letter_messages, eq, file_text, marked_processes, run_all,
+                    start_graph_peer, start_smtp_peer, start_token_peer, stop_marked, test,
+                    yaml_value)
 
 TENANT = "contoso.onmicrosoft.com"
 CLIENT = "6f1c1a7e-0000-4000-8000-0000000000f6"
@@ -166,20 +166,8 @@ class Rig:
         return r
 
     def strays(self, grace=3):
-        """PIDs of processes still running with this rig's mark (children of
-        tokenmail too) after up to grace seconds; those are then killed (by
-        PID: the mark makes them ours), so the caller can fail cleanly."""
-        deadline = time.monotonic() + grace
-        left = marked_processes(self.tag)
-        while left and time.monotonic() < deadline:
-            time.sleep(0.05)
-            left = marked_processes(self.tag)
-        for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        return left
+        """PIDs still running with this rig's mark after grace seconds (then killed)."""
+        return stop_marked(MARK, self.tag, grace)
 
     # ---- what the peers saw
 
@@ -212,34 +200,6 @@ class Rig:
         self.close()
 
 
-class RunnableSampler:
-    """How many processes were runnable, on average, while it ran: the
-    fourth field of /proc/loadavg ("3/109"), read every 50 ms in a thread."""
-
-    def __init__(self):
-        self.samples = []
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self.loop, daemon=True)
-        self.thread.start()
-
-    def loop(self):
-        while True:
-            try:
-                with open("/proc/loadavg") as f:
-                    self.samples.append(int(f.read().split()[3].split("/")[0]))
-            except (OSError, ValueError, IndexError):
-                pass
-            if self.done.wait(0.05):
-                return
-
-    def stop(self):
-        self.done.set()
-        self.thread.join(timeout=5)
-
-    def mean(self):
-        return sum(self.samples) / len(self.samples) if self.samples else 1.0
-
-
 def reap(p, grace=5):
     """Kill p (by PID) if it still runs, wait for it and close its pipes."""
     if p.poll() is None:
@@ -267,22 +227,6 @@ def feed(p, data):
     except BrokenPipeError:
         pass
     p.stdin = None
-
-
-def marked_processes(tag):
-    """PIDs whose environment holds MARK=tag (zombies have none: reaped ones are gone)."""
-    want = ("%s=%s" % (MARK, tag)).encode()
-    found = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/environ" % name, "rb") as f:
-                if want in f.read().split(b"\0"):
-                    found.append(int(name))
-        except OSError:
-            continue
-    return found
 
 
 def message(n):
@@ -528,7 +472,7 @@ def kill_round(rig, watch, kind, rnd, seq):
                 holder = lock_holder(rig)
                 if holder is None:
                     time.sleep(0.002)
-            assert holder in marked_processes(rig.tag), \
+            assert holder in marked_processes(MARK, rig.tag), \
                 "round %d: the lock is held by %r, not by a victim" % (rnd, holder)
             time.sleep(random.uniform(0, TOKEN_DELAY * 0.8))
             kill_all(procs)

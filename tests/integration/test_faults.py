@@ -42,14 +42,12 @@ stderr as TAP comments.
 import json
 import os
 import re
-import signal
 import subprocess
-import threading
 import time
 
-from tmtest import (TOKENMAIL, Result, Workspace, close_env, crlf, dead_letter_messages, eq,
-                    free_port, lf, match, run_all, start_graph_peer, start_smtp_peer,
-                    start_token_peer, test, yaml_value)
+from tmtest import (TOKENMAIL, Result, RunnableSampler, Workspace, close_env, crlf,
+                    dead_letter_messages, eq, free_port, lf, match, run_all, start_graph_peer,
+                    start_smtp_peer, start_token_peer, stop_marked, test, yaml_value)
 
 TENANT = "contoso.onmicrosoft.com"
 CLIENT = "6f1c1a7e-0000-4000-8000-0000000000f7"
@@ -231,36 +229,9 @@ class Rig:
         r.runnable = sampler.mean()
         return r
 
-    def marked(self):
-        """PIDs running with this rig's marker in their environment."""
-        want = ("%s=%s" % (MARK, self.tag)).encode()
-        found = []
-        for name in os.listdir("/proc"):
-            if not name.isdigit():
-                continue
-            try:
-                with open("/proc/%s/environ" % name, "rb") as f:
-                    if want in f.read().split(b"\0"):
-                        found.append(int(name))
-            except OSError:
-                continue
-        return found
-
     def strays(self, grace=1):
-        """PIDs still running with the marker (a child tokenmail left behind)
-        after grace seconds; they are then killed (by PID: the marker makes
-        them ours) so that a failing case leaves nothing behind."""
-        deadline = time.monotonic() + grace
-        left = self.marked()
-        while left and time.monotonic() < deadline:
-            time.sleep(0.05)
-            left = self.marked()
-        for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        return left
+        """PIDs still running with this rig's marker after grace seconds (then killed)."""
+        return stop_marked(MARK, self.tag, grace)
 
     # ---- what the peers saw
 
@@ -292,34 +263,6 @@ class Rig:
 
     def __exit__(self, *exc):
         self.close()
-
-
-class RunnableSampler:
-    """How many processes were runnable, on average, while it ran: the
-    fourth field of /proc/loadavg ("3/109"), read every 50 ms in a thread."""
-
-    def __init__(self):
-        self.samples = []
-        self.done = threading.Event()
-        self.thread = threading.Thread(target=self.loop, daemon=True)
-        self.thread.start()
-
-    def loop(self):
-        while True:
-            try:
-                with open("/proc/loadavg") as f:
-                    self.samples.append(int(f.read().split()[3].split("/")[0]))
-            except (OSError, ValueError, IndexError):
-                pass
-            if self.done.wait(0.05):
-                return
-
-    def stop(self):
-        self.done.set()
-        self.thread.join(timeout=5)
-
-    def mean(self):
-        return sum(self.samples) / len(self.samples) if self.samples else 1.0
 
 
 # ------------------------------------------------------------ the table

@@ -199,6 +199,8 @@ def run_all():
 
 import json  # noqa: E402
 import select  # noqa: E402
+import signal  # noqa: E402
+import threading  # noqa: E402
 import time  # noqa: E402
 
 PEERS_DIR = os.path.join(SRCDIR, "tests", "peers")
@@ -608,3 +610,65 @@ class GraphPeer(PeerProcess):
 def start_graph_peer(ws, config, name="graph_peer", token_peer=None):
     """Start the fake Microsoft Graph endpoint (see GraphPeer). Stop it with .stop()."""
     return GraphPeer(ws, config, name, token_peer)
+
+
+class RunnableSampler:
+    """How many processes were runnable, on average, while it ran: the
+    fourth field of /proc/loadavg ("3/109"), read every 50 ms in a thread."""
+
+    def __init__(self):
+        self.samples = []
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.thread.start()
+
+    def loop(self):
+        while True:
+            try:
+                with open("/proc/loadavg") as f:
+                    self.samples.append(int(f.read().split()[3].split("/")[0]))
+            except (OSError, ValueError, IndexError):
+                pass
+            if self.done.wait(0.05):
+                return
+
+    def stop(self):
+        self.done.set()
+        self.thread.join(timeout=5)
+
+    def mean(self):
+        return sum(self.samples) / len(self.samples) if self.samples else 1.0
+
+
+def marked_processes(var, value):
+    """PIDs whose environment holds var=value: the processes a test started
+    with that mark, and their children (zombies have none)."""
+    want = ("%s=%s" % (var, value)).encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open("/proc/%s/environ" % name, "rb") as f:
+                if want in f.read().split(b"\0"):
+                    found.append(int(name))
+        except OSError:
+            continue
+    return found
+
+
+def stop_marked(var, value, grace):
+    """PIDs still running with the mark var=value after up to grace seconds;
+    those are then killed (by PID: the mark makes them the test's), so the
+    caller can fail cleanly."""
+    deadline = time.monotonic() + grace
+    left = marked_processes(var, value)
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = marked_processes(var, value)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return left
