@@ -27,10 +27,7 @@
 
 struct tls_session {
 	gnutls_session_t session;
-	/* Credentials with tls_ca_file, owned here; NULL when the shared
-	   system store is used. */
-	gnutls_certificate_credentials_t own_cred;
-	bool own_has_system;	/* the system store was added to own_cred */
+	bool with_ca_file;	/* ca_cred, not system_cred */
 	const char *name;	/* the name the certificate must hold */
 	unsigned cert_status;	/* verification status, for the report */
 	int last_error;		/* GnuTLS code behind the last TLS_IO_ERROR */
@@ -39,6 +36,12 @@ struct tls_session {
 
 /* The system trust store, loaded on first use and kept until tls_cleanup(). */
 static gnutls_certificate_credentials_t system_cred;
+/* tls_ca_file's anchors (and the system store once a peer needed it), loaded
+   on first use and kept, so that a retry or a second connection parses
+   nothing again. A process has one configuration, so one ca_file. */
+static gnutls_certificate_credentials_t ca_cred;
+static char ca_cred_file[4096];
+static bool ca_cred_has_system;
 
 /* Status bits of a failed verification and how to say them. */
 static const struct {
@@ -69,8 +72,6 @@ tls_free(struct tls_session *s)
 		return;
 	if (s->session != NULL)
 		gnutls_deinit(s->session);
-	if (s->own_cred != NULL)
-		gnutls_certificate_free_credentials(s->own_cred);
 	free(s);
 }
 
@@ -79,7 +80,11 @@ tls_cleanup(void)
 {
 	if (system_cred != NULL)
 		gnutls_certificate_free_credentials(system_cred);
-	system_cred = NULL;
+	if (ca_cred != NULL)
+		gnutls_certificate_free_credentials(ca_cred);
+	system_cred = ca_cred = NULL;
+	ca_cred_file[0] = '\0';
+	ca_cred_has_system = false;
 }
 
 /* Add ca_file's certificates to cred as trust anchors. */
@@ -145,15 +150,21 @@ new_credentials(const char *ca_file, gnutls_certificate_credentials_t *out,
 	return 0;
 }
 
-/* The credentials for s: the shared system store, or s's own with ca_file. */
+/* The credentials for s: the shared system store, or those of ca_file. */
 static int
 session_credentials(struct tls_session *s, const char *ca_file,
     gnutls_certificate_credentials_t *cred, struct tm_err *err)
 {
 	if (ca_file != NULL) {
-		if (new_credentials(ca_file, &s->own_cred, err) < 0)
-			return -1;
-		*cred = s->own_cred;
+		if (ca_cred != NULL && strcmp(ca_cred_file, ca_file) != 0)
+			tls_cleanup();
+		if (ca_cred == NULL) {
+			if (new_credentials(ca_file, &ca_cred, err) < 0)
+				return -1;
+			(void)str_copy(ca_cred_file, sizeof(ca_cred_file), ca_file);
+		}
+		s->with_ca_file = true;
+		*cred = ca_cred;
 		return 0;
 	}
 	if (system_cred == NULL && new_credentials(NULL, &system_cred, err) < 0)
@@ -177,10 +188,10 @@ verify_with_ca_file(gnutls_session_t session)
 
 	if (gnutls_certificate_verify_peers3(session, s->name, &status) < 0)
 		status |= GNUTLS_CERT_INVALID;
-	if ((status & GNUTLS_CERT_SIGNER_NOT_FOUND) && !s->own_has_system) {
+	if ((status & GNUTLS_CERT_SIGNER_NOT_FOUND) && !ca_cred_has_system) {
 		log_trace("tls: tls_ca_file does not verify %s: adding the system store", s->name);
-		add_system_trust(s->own_cred);
-		s->own_has_system = true;
+		add_system_trust(ca_cred);
+		ca_cred_has_system = true;
 		status = 0;
 		if (gnutls_certificate_verify_peers3(session, s->name, &status) < 0)
 			status |= GNUTLS_CERT_INVALID;
@@ -207,7 +218,7 @@ session_setup(struct tls_session *s, int fd, const char *name,
 		return tm_err_set(err, TM_ERR_INTERNAL, EX_SOFTWARE, "TLS setup: %s",
 		    gnutls_strerror(n));
 	s->name = name;
-	if (s->own_cred != NULL) {
+	if (s->with_ca_file) {
 		gnutls_session_set_ptr(s->session, s);
 		gnutls_session_set_verify_function(s->session, verify_with_ca_file);
 	} else {
@@ -310,7 +321,7 @@ handshake_failed(const struct tls_session *s, const char *host, int rc, struct t
 	const char *alert = NULL;
 
 	if (rc == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR || rc == GNUTLS_E_CERTIFICATE_ERROR)
-		return cert_failed(session, host, s->own_cred != NULL ? s->cert_status :
+		return cert_failed(session, host, s->with_ca_file ? s->cert_status :
 		    gnutls_session_get_verify_cert_status(session), err);
 	if (is_version_error(session, rc))
 		return tm_err_set(err, TM_ERR_CONN, EX_UNAVAILABLE,
