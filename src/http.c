@@ -77,7 +77,8 @@ http_start(struct tm_err *err)
 		return 0;
 	if (libcurl_load(err) < 0)
 		return -1;
-	rc = libcurl.global_init(CURL_GLOBAL_DEFAULT);
+	rc = libcurl.global_init_mem(CURL_GLOBAL_DEFAULT, malloc, libcurl_free, libcurl_realloc,
+	    strdup, calloc);
 	if (rc != CURLE_OK)
 		return tm_err_set(err, TM_ERR_INTERNAL, EX_SOFTWARE, "cannot initialise libcurl: %s",
 		    libcurl.easy_strerror(rc));

@@ -3,12 +3,15 @@
  * libcurl and GnuTLS keep global state until exit.
  */
 #include <dlfcn.h>
+#include <malloc.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "libcurl.h"
 #include "tm_autoconf.h"
+#include "util.h"
 
 #ifndef TM_LIBCURL_SONAME
 #define TM_LIBCURL_SONAME	"libcurl-gnutls.so.4"
@@ -20,7 +23,7 @@ static const struct {
 	const char *name;
 	size_t offset;
 } libcurl_symbols[] = {
-	{ "curl_global_init", offsetof(struct libcurl_api, global_init) },
+	{ "curl_global_init_mem", offsetof(struct libcurl_api, global_init_mem) },
 	{ "curl_global_cleanup", offsetof(struct libcurl_api, global_cleanup) },
 	{ "curl_easy_init", offsetof(struct libcurl_api, easy_init) },
 	{ "curl_easy_setopt", offsetof(struct libcurl_api, easy_setopt) },
@@ -42,6 +45,29 @@ static const struct {
 };
 
 static bool libcurl_loaded;
+
+void
+libcurl_free(void *p)
+{
+	if (p != NULL)
+		secret_wipe(p, malloc_usable_size(p));
+	free(p);
+}
+
+/* Never realloc in place: a moved block would leave its old copy behind. */
+void *
+libcurl_realloc(void *p, size_t n)
+{
+	size_t old = p != NULL ? malloc_usable_size(p) : 0;
+	void *q = malloc(n > 0 ? n : 1);
+
+	if (q == NULL)
+		return NULL;
+	if (old > 0)
+		memcpy(q, p, old < n ? old : n);
+	libcurl_free(p);
+	return q;
+}
 
 int
 libcurl_load(struct tm_err *err)

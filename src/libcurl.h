@@ -15,7 +15,7 @@
 #include "err.h"
 
 struct libcurl_api {
-	__typeof__(curl_global_init) *global_init;
+	__typeof__(curl_global_init_mem) *global_init_mem;
 	__typeof__(curl_global_cleanup) *global_cleanup;
 	__typeof__(curl_easy_init) *easy_init;
 	__typeof__(curl_easy_setopt) *easy_setopt;
@@ -38,6 +38,15 @@ struct libcurl_api {
 
 /* The functions; valid once libcurl_load() has returned 0. */
 extern struct libcurl_api libcurl;
+
+/*
+ * libcurl's free and realloc, given to curl_global_init_mem: memory is wiped
+ * before it goes back to malloc, so that the request libcurl assembles (a
+ * client secret, a refresh token, an Authorization header) does not stay
+ * in freed chunks for the rest of the process.
+ */
+void libcurl_free(void *p);
+void *libcurl_realloc(void *p, size_t n);
 
 /*
  * Load libcurl (once; later calls return 0 at once). A library that is

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <grp.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -234,7 +235,15 @@ run_free(struct run *r)
 	free(r->home);
 }
 
-/* Tokens and secrets pass through this process: keep them out of core files. */
+/*
+ * Tokens and secrets pass through this process: keep them out of core
+ * files, and out of the memory libraries free. tokenmail wipes its own
+ * copies, and libcurl's go through libcurl_free; GnuTLS decrypts each
+ * record (a token response, say) into a buffer it frees as it is, and it
+ * has no allocator hook any more. glibc's M_PERTURB fills every chunk that
+ * free() does not keep in its small per-thread cache, so those records,
+ * being large, are overwritten when freed.
+ */
 static void
 no_core_dumps(void)
 {
@@ -242,6 +251,7 @@ no_core_dumps(void)
 
 	(void)setrlimit(RLIMIT_CORE, &none);
 	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	(void)mallopt(M_PERTURB, 0x5a);
 }
 
 int
