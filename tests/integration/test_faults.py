@@ -46,8 +46,9 @@ import subprocess
 import time
 
 from tmtest import (TOKENMAIL, Result, RunnableSampler, Workspace, close_env, crlf,
-                    dead_letter_messages, eq, free_port, lf, match, run_all, start_graph_peer,
-                    start_smtp_peer, start_token_peer, stop_marked, test, yaml_value)
+                    dead_letter_messages, eq, free_port, lf, load_lock, match, run_all,
+                    start_graph_peer, start_smtp_peer, start_token_peer, stop_marked, test,
+                    yaml_value)
 
 TENANT = "contoso.onmicrosoft.com"
 CLIENT = "6f1c1a7e-0000-4000-8000-0000000000f7"
@@ -609,7 +610,8 @@ def run_case(case):
     settle()
     with Rig(case) as rig:
         stdin = case.get("stdin", MSG)
-        r = rig.run(stdin, budget(case) + HARD_EXTRA)
+        with load_lock():
+            r = rig.run(stdin, budget(case) + HARD_EXTRA)
         limit = budget(case) + LOAD_SLACK * r.runnable
         print("# %s: exit %d in %.1f s (budget %.1f s; %.1f runnable)" % (
             case["name"], r.rc, r.elapsed, limit, r.runnable))

@@ -197,6 +197,8 @@ def run_all():
 
 # ---- Test peers (tests/peers/): a throwaway PKI and the fake token endpoint ----
 
+import contextlib  # noqa: E402
+import fcntl  # noqa: E402
 import json  # noqa: E402
 import select  # noqa: E402
 import signal  # noqa: E402
@@ -672,3 +674,21 @@ def stop_marked(var, value, grace):
         except ProcessLookupError:
             pass
     return left
+
+
+LOAD_LOCK = os.path.join(tempfile.gettempdir(), "tokenmail-tests-%d.load.lock" % os.getuid())
+
+
+@contextlib.contextmanager
+def load_lock():
+    """Mutual exclusion between the test files that load the machine with a
+    burst (test_concurrency's 100 processes at once) and those that time a
+    wait (test_faults' 2 s stalls). make check runs test files side by side,
+    and next to a burst a local TLS handshake can take longer than a
+    timed case's whole timeout."""
+    fd = os.open(LOAD_LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
