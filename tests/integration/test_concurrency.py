@@ -42,10 +42,10 @@ import struct
 import subprocess
 import time
 
-from tmtest import (TOKENMAIL, Result, RunnableSampler, Workspace, close_env,
+from tmtest import (TOKENMAIL, Result, Workspace, close_env,
                     dead_letter_messages, eq, file_text, load_lock, marked_processes,
                     run_all, start_graph_peer, start_smtp_peer, start_token_peer, stop_marked,
-                    test, yaml_value)
+                    test, wait_timed, yaml_value)
 
 TENANT = "contoso.onmicrosoft.com"
 CLIENT = "6f1c1a7e-0000-4000-8000-0000000000f6"
@@ -152,18 +152,11 @@ class Rig:
     def send(self, data, timeout=120):
         """One send, waited for: a Result with .elapsed and .runnable (how
         many processes were runnable, on average, meanwhile)."""
-        start = time.monotonic()
         p = self.spawn()
-        sampler = RunnableSampler()
         try:
-            out, err = p.communicate(data, timeout=timeout)
+            return wait_timed(p, data, timeout)
         finally:
-            sampler.stop()
             reap(p)
-        r = Result(p.returncode, out, err)
-        r.elapsed = time.monotonic() - start
-        r.runnable = sampler.mean()
-        return r
 
     def strays(self, grace=3):
         """PIDs still running with this rig's mark after grace seconds (then killed)."""

@@ -45,10 +45,10 @@ import re
 import subprocess
 import time
 
-from tmtest import (TOKENMAIL, Result, RunnableSampler, Workspace, close_env, crlf,
+from tmtest import (TOKENMAIL, RunnableSampler, Workspace, close_env, crlf,
                     dead_letter_messages, eq, free_port, lf, load_lock, match, run_all,
                     start_graph_peer, start_smtp_peer, start_token_peer, stop_marked, test,
-                    yaml_value)
+                    wait_timed, yaml_value)
 
 TENANT = "contoso.onmicrosoft.com"
 CLIENT = "6f1c1a7e-0000-4000-8000-0000000000f7"
@@ -210,25 +210,10 @@ class Rig:
         .outlived (it ran past budget seconds and was killed) and .runnable
         (processes runnable on the machine, on average, meanwhile)."""
         env = {"PATH": "/usr/bin:/bin", "LANG": "C", "HOME": self.dir, MARK: self.tag}
-        start = time.monotonic()
         self.proc = subprocess.Popen(["/usr/sbin/sendmail", "-C", self.ws.config, "-i", RCPT],
                                      executable=TOKENMAIL, env=env, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        sampler = RunnableSampler()
-        outlived = False
-        try:
-            out, err = self.proc.communicate(stdin, timeout=budget)
-        except subprocess.TimeoutExpired:
-            outlived = True
-            self.proc.kill()
-            out, err = self.proc.communicate()
-        finally:
-            sampler.stop()
-        r = Result(self.proc.returncode, out, err)
-        r.elapsed = time.monotonic() - start
-        r.outlived = outlived
-        r.runnable = sampler.mean()
-        return r
+        return wait_timed(self.proc, stdin, budget)
 
     def strays(self, grace=1):
         """PIDs still running with this rig's marker after grace seconds (then killed)."""

@@ -692,3 +692,26 @@ def load_lock():
         yield
     finally:
         os.close(fd)
+
+
+def wait_timed(proc, stdin, timeout):
+    """Feed stdin to a started process and wait for it, killing it after
+    timeout seconds, with the load sampled meanwhile: a Result with
+    .elapsed, .outlived (it was killed) and .runnable (processes runnable
+    on the machine, on average)."""
+    start = time.monotonic()
+    sampler = RunnableSampler()
+    outlived = False
+    try:
+        out, err = proc.communicate(stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        outlived = True
+        proc.kill()
+        out, err = proc.communicate()
+    finally:
+        sampler.stop()
+    r = Result(proc.returncode, out, err)
+    r.elapsed = time.monotonic() - start
+    r.outlived = outlived
+    r.runnable = sampler.mean()
+    return r
